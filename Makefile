@@ -1,0 +1,34 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Each sets itself up.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo-event
+
+.PHONY: demo test bench lint format clean setup
+
+$(STAMP): requirements.lock pyproject.toml scripts/bootstrap.sh
+	scripts/bootstrap.sh python
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/hackgap demo $(DEMO_DIR)
+
+test: $(STAMP)
+	scripts/bootstrap.sh system
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,52 @@
+"""The `hackgap` command line: one Typer app, one module per command group.
+
+Errors a user can cause are raised as exceptions whose class sets
+`hackgap_user_error = True`; they end here as one red sentence and exit code 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from flows.commands import challenge, demo, event, link, services, synthesize
+
+app = typer.Typer(
+    name="hackgap",
+    help="Run a 'Hack the gap' data hackathon: link, synthesise, sandbox, judge.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("init")(event.init)
+app.add_typer(event.app, name="event")
+app.add_typer(services.app, name="services")
+app.command("demo-data")(demo.demo_data)
+app.command("demo")(demo.demo)
+app.command("link")(link.link)
+app.command("synthesize")(synthesize.synthesize)
+app.add_typer(challenge.app, name="challenge")
+
+err_console = Console(stderr=True)
+
+
+def is_user_error(exc: BaseException) -> bool:
+    return bool(getattr(type(exc), "hackgap_user_error", False))
+
+
+def main() -> None:
+    try:
+        app()
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        for line in getattr(exc, "problems", None) or [str(exc)]:
+            err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""One module per `hackgap` command group; each is thin over plain functions."""

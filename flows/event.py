@@ -1,0 +1,271 @@
+"""The event model: one `event.yaml` describes a whole hackathon.
+
+Loaded into typed, frozen pydantic settings so every stage reads the same,
+validated picture. Validation problems come back as plain sentences that name
+the field and the fix, never as a pydantic dump.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+EVENT_FILE = "event.yaml"
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,29}$")]
+Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+
+
+class EventError(Exception):
+    """A problem with an event directory or its event.yaml that the organiser can fix."""
+
+    hackgap_user_error = True
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__(" ".join(self.problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Model):
+    """One extract an organiser received, as a file in the event directory."""
+
+    path: Path = Field(description="File path, relative to the event directory.")
+    format: str = Field(description="Reader to use, e.g. brp-csv, statline-csv, cbs-odata, kwb, cbs-pc6hnr, duo-csv.")
+    encoding: str = Field("auto", description="Text encoding, or auto to detect (UTF-8, UTF-8 with BOM, cp1252).")
+    delimiter: str = Field("auto", description="Field delimiter, or auto to detect.")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Column mapping from the names hackgap expects to the names in this file.",
+    )
+
+
+class Sources(_Model):
+    municipal: Source
+    cbs: Source
+    postcodes: Source
+    school: Source
+
+
+class SecureZone(_Model):
+    """Settings that only apply inside the secure zone."""
+
+    pseudonym_key_env: str = Field(
+        "HACKGAP_PSEUDONYM_KEY",
+        description="Environment variable holding the HMAC key for pseudonyms (at least 32 bytes).",
+    )
+    pseudonym_key_file: Path | None = Field(
+        None, description="File holding the HMAC key; used when the environment variable is unset."
+    )
+    key_version: str = Field("v1", description="Label of the key, recorded in manifests; change it when you rotate the key.")
+    match_threshold: float = Field(
+        0.95, gt=0, lt=1, description="Minimum Splink match probability to accept a probabilistic link."
+    )
+    min_cell_count: int = Field(10, ge=1, description="Smallest count shown in reports and released outputs.")
+
+
+class TwinThresholds(_Model):
+    """Release-gate thresholds for the synthetic twin; safe defaults."""
+
+    min_quality: float = Field(0.80, ge=0, le=1, description="Minimum SDMetrics overall quality score.")
+    max_identical_rows: int = Field(0, ge=0, description="Synthetic rows allowed to equal a real row.")
+    dcr_overfitting_min: float = Field(
+        0.9, ge=0, le=1, description="Minimum SDMetrics DCROverfittingProtection score (1 = no overfitting)."
+    )
+    disclosure_protection_min: float = Field(
+        0.5, ge=0, le=1, description="Minimum SDMetrics DisclosureProtection score for sensitive columns."
+    )
+    k_anonymity: int = Field(5, ge=2, description="Smallest group size of the coarsened quasi-identifiers.")
+    rare_category_min: int = Field(10, ge=1, description="Categories rarer than this in the real data are merged.")
+
+
+class Twin(_Model):
+    synthesizer: Literal["gaussian_copula", "ctgan", "tvae", "hma"] = "gaussian_copula"
+    epochs: int = Field(300, ge=1, description="Training epochs for ctgan/tvae.")
+    rows: int | None = Field(None, ge=1, description="Rows to sample; default the size of the real table.")
+    thresholds: TwinThresholds = Field(default_factory=TwinThresholds)
+
+
+class Team(_Model):
+    name: Slug = Field(description="Team name: lowercase letters, digits and dashes, at most 30 characters.")
+    members: list[Username] = Field(min_length=1)
+    open_data_only: bool = Field(True, description="False lets the team request verification on real data.")
+
+
+class Sandbox(_Model):
+    backend: Literal["local", "docker", "kubernetes"] = "local"
+    cpu_limit: float = Field(1.0, gt=0, description="CPUs per team sandbox.")
+    mem_limit: str = Field("2G", pattern=r"^\d+(\.\d+)?[KMGT]?$", description="Memory per team sandbox, e.g. 2G.")
+    start_timeout: int = Field(120, ge=10, description="Seconds to wait for a sandbox to start.")
+    image: str = Field("hackgap/sandbox:latest", description="Image for the docker and kubernetes backends.")
+
+
+class Event(_Model):
+    """A whole hackathon: what the organiser writes in event.yaml."""
+
+    name: Slug = Field(description="Short id of the event: lowercase letters, digits and dashes.")
+    title: str
+    municipality: str = Field("GM0014", pattern=r"^GM\d{4}$", description="CBS code of the municipality.")
+    data_year: int = Field(2023, ge=2000, le=2100, description="Reference year of the CBS figures.")
+    start: dt.datetime
+    deadline: dt.datetime = Field(description="Submissions close.")
+    end: dt.datetime
+    seed: int = Field(20261126, description="Seed for every random draw in the event.")
+    workdir: Path = Field(Path(".hackgap"), description="Work directory (services, logs), relative to the event directory.")
+    sources: Sources
+    secure_zone: SecureZone = Field(default_factory=SecureZone)
+    twin: Twin = Field(default_factory=Twin)
+    challenges: list[Slug] = Field(min_length=1)
+    teams: list[Team] = Field(default_factory=list)
+    sandbox: Sandbox = Field(default_factory=Sandbox)
+    judges: list[Username] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> Event:
+        if not self.start < self.deadline <= self.end:
+            raise ValueError(
+                "dates are out of order: start must come before deadline, and deadline no later than end"
+            )
+        return self
+
+    @field_validator("teams")
+    @classmethod
+    def _unique_teams(cls, teams: list[Team]) -> list[Team]:
+        seen: set[str] = set()
+        for team in teams:
+            if team.name in seen:
+                raise ValueError(f"team '{team.name}' appears twice; give each team its own name")
+            seen.add(team.name)
+        members: dict[str, str] = {}
+        for team in teams:
+            for member in team.members:
+                if member in members:
+                    raise ValueError(
+                        f"'{member}' is a member of both '{members[member]}' and '{team.name}'; "
+                        "put each person in one team"
+                    )
+                members[member] = team.name
+        return teams
+
+    @field_validator("challenges")
+    @classmethod
+    def _unique_challenges(cls, challenges: list[str]) -> list[str]:
+        if len(set(challenges)) != len(challenges):
+            raise ValueError("a challenge is listed twice; list each challenge once")
+        return challenges
+
+
+class EventDir:
+    """An event directory: event.yaml plus the files it points at."""
+
+    def __init__(self, root: Path, event: Event):
+        self.root = root
+        self.event = event
+
+    @property
+    def workdir(self) -> Path:
+        return (self.root / self.event.workdir).resolve()
+
+    def source_path(self, which: str) -> Path:
+        return (self.root / getattr(self.event.sources, which).path).resolve()
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "event.yaml"
+
+
+def _sentence(err: dict[str, Any]) -> str:
+    """One sentence per pydantic error, naming the field and the fix."""
+    where = _where(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key; remove it or check its spelling against `hackgap event schema`."
+    if kind == "missing":
+        return f"{where}: required but missing; add it (see `hackgap init` for an example)."
+    if kind == "string_pattern_mismatch":
+        return f"{where}: '{err.get('input')}' does not match the required pattern {err['ctx']['pattern']}; fix the value."
+    if kind == "value_error":
+        msg = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
+        return f"{where}: {msg}." if where != "event.yaml" else f"{msg[0].upper()}{msg[1:]}."
+    return f"{where}: {err['msg'].rstrip('.')} (got {err.get('input')!r}); fix the value."
+
+
+def parse_event(data: Any) -> Event:
+    """Validate a parsed event.yaml; raise EventError with one sentence per problem."""
+    if not isinstance(data, dict):
+        raise EventError("event.yaml must be a mapping of keys to values; see `hackgap init` for an example.")
+    try:
+        return Event.model_validate(data)
+    except ValidationError as exc:
+        raise EventError([_sentence(e) for e in exc.errors()]) from None
+
+
+def load_event(path: Path) -> EventDir:
+    """Load and validate an event directory (or its event.yaml), including its source files."""
+    path = Path(path)
+    root = path if path.is_dir() else path.parent
+    file = root / EVENT_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise EventError(f"{file}: no event file here; create one with `hackgap init {root}`.")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise EventError(f"{file}: not valid YAML{line}; fix the indentation or quoting there.") from None
+    except UnicodeDecodeError:
+        raise EventError(f"{file}: not UTF-8 text; save it as UTF-8.") from None
+    event = parse_event(data)
+    event_dir = EventDir(root.resolve(), event)
+    missing = [
+        f"sources.{which}.path: file {event_dir.source_path(which)} does not exist; "
+        "put the extract there or correct the path (`hackgap demo-data` writes demo files)."
+        for which in Sources.model_fields
+        if not event_dir.source_path(which).is_file()
+    ]
+    if missing:
+        raise EventError(missing)
+    return event_dir
+
+
+def event_schema() -> dict[str, Any]:
+    """JSON Schema of event.yaml, for editors."""
+    schema = Event.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "hackgap event.yaml"
+    return schema
+
+
+_TEMPLATE = Path(__file__).with_name("templates") / "event.yaml"
+
+
+def render_event_yaml(name: str, *, start: dt.datetime | None = None, seed: int = 20261126) -> str:
+    """A commented event.yaml for a new event, with demo source paths."""
+    start = start or dt.datetime.now().replace(minute=0, second=0, microsecond=0) + dt.timedelta(days=7)
+    start = start.replace(hour=9)
+    text = _TEMPLATE.read_text(encoding="utf-8")
+    values = {
+        "name": name,
+        "title": name.replace("-", " ").title(),
+        "start": start.isoformat(timespec="minutes"),
+        "deadline": (start + dt.timedelta(days=1, hours=6)).isoformat(timespec="minutes"),
+        "end": (start + dt.timedelta(days=1, hours=8)).isoformat(timespec="minutes"),
+        "seed": str(seed),
+    }
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], text)

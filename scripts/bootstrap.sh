@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Set up what `make demo` / `make test` need on a fresh machine; fast when already done.
+#   scripts/bootstrap.sh python   -> .venv with the pinned packages and hackgap itself
+#   scripts/bootstrap.sh system   -> Debian packages the tests use (as root only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python_env() {
+    local stamp=.venv/.installed
+    if [[ -f $stamp && $stamp -nt requirements.lock && $stamp -nt pyproject.toml ]]; then
+        return 0
+    fi
+    local py
+    py=$(command -v python3.11 || command -v python3)
+    [[ -x .venv/bin/python ]] || "$py" -m venv .venv
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    echo "Installing pinned Python packages into .venv (first run takes about 2 minutes)..."
+    .venv/bin/python -m pip install --quiet -r requirements.lock
+    .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+    touch "$stamp"
+}
+
+system_packages() {
+    # Debian packages the marked tests need. Without root we leave them alone and the
+    # tests that need them say what is missing.
+    local want=(chromium)
+    local missing=()
+    for pkg in "${want[@]}"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "Not root: cannot install ${missing[*]}; tests that need them will fail with a hint." >&2
+        return 0
+    fi
+    echo "Installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+for what in "$@"; do
+    case $what in
+        python) python_env ;;
+        system) system_packages ;;
+        *) echo "unknown bootstrap step: $what" >&2; exit 2 ;;
+    esac
+done
