@@ -29,8 +29,9 @@ def init(
         tmp = target.with_suffix(".yaml.tmp")
         tmp.write_text(render_event_yaml(slug), encoding="utf-8")
         tmp.replace(target)
-    except PermissionError:
-        raise EventError(f"{directory}: no permission to write here; choose a directory you own.") from None
+    except OSError as exc:
+        reason = "no permission to write here" if isinstance(exc, PermissionError) else exc.strerror
+        raise EventError(f"{directory}: cannot create the event here ({reason}); choose a writable directory.") from None
     console.print(f"Created [bold]{target}[/]. Put the extracts in {directory / 'sources'} "
                   f"(or run `hackgap demo-data {directory / 'sources'}`), then `hackgap event validate {directory}`.")
 
