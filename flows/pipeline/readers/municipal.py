@@ -1,0 +1,83 @@
+"""The municipal population-register extract (BRP-like CSV)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from flows.event import Source
+from flows.pipeline.errors import SourceError
+from flows.pipeline.readers.common import prepare
+from flows.pipeline.readers.table import (
+    CsvChunks,
+    ReadResult,
+    collect,
+    detected_of,
+    line_label,
+    no_rows_error,
+    resolve_columns,
+)
+from flows.pipeline.schemas import MUNICIPAL, elfproef
+
+REJECT_BSN = "bsn fails elfproef"
+REJECT_PARENT = "bsn_ouder fails elfproef (left empty)"
+
+
+def _reject_bad_bsn(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Drop persons whose BSN fails the 11-test; blank parents' BSNs that fail it."""
+    ok = elfproef(frame["bsn"])
+    frame = frame[ok.to_numpy()]
+    blanked = 0
+    for column in ("bsn_ouder1", "bsn_ouder2"):
+        bad = frame[column].notna() & ~elfproef(frame[column])
+        if bad.any():
+            frame = frame.copy() if not blanked else frame
+            frame.loc[bad, column] = pd.NA
+            blanked += int(bad.sum())
+    return frame, {REJECT_BSN: int((~ok).sum()), REJECT_PARENT: blanked}
+
+
+def _check_unique(frame: pd.DataFrame, file: str) -> None:
+    as_int = pc.cast(frame["bsn"].array.__arrow_array__(), pa.int64())
+    numbers = pd.Series(as_int.to_numpy(), index=frame.index)
+    dup = numbers.duplicated(keep=False)  # on 8-byte integers: cheap for a 2 GB register
+    if not dup.any():
+        return
+    persons = int(numbers[dup].nunique())
+    lines = [line_label(int(i)).split(" ")[1] for i in frame.index[dup.to_numpy()][:3]]
+    raise SourceError(
+        f"{file}: {persons} BSN{'s occur' if persons > 1 else ' occurs'} more than once "
+        f"({int(dup.sum())} rows, first at lines {', '.join(lines)}); the register must have "
+        "one row per person — remove the duplicate rows or export the extract again."
+    )
+
+
+def read_municipal(path: Path, source: Source | None = None) -> ReadResult:
+    """Read the register extract: one row per person, BSNs checked with the elfproef."""
+    path, where, layout, columns = prepare(path, source, "municipal")
+    mapping, notes = resolve_columns(layout.header, MUNICIPAL, where, columns)
+    chunks = CsvChunks(path, layout, where)
+    got = collect(
+        chunks,
+        MUNICIPAL,
+        where,
+        mapping,
+        decimal=layout.decimal,
+        reject=_reject_bad_bsn,
+        before_error=chunks.check_cut,
+    )
+    if got.rows_read == 0:
+        raise no_rows_error(where)
+    _check_unique(got.frame, where.file)
+    got.frame.index = pd.RangeIndex(len(got.frame))  # in place: reset_index would copy
+    return ReadResult(
+        frame=got.frame,
+        source=where.file,
+        detected=detected_of(layout, chunks.encoding_used, shape="brp-csv"),
+        rows_read=got.rows_read,
+        rejected=got.rejected,
+        warnings=notes,
+    )

@@ -1,0 +1,315 @@
+"""Declared schemas of the canonical source frames, checked with pandera.
+
+Each frame is a list of `Field`s. A field's `Kind` says how the value is written in
+the file (a regular expression on the stripped text, checked by the *raw* schema
+before anything is converted) and what it becomes (the pandas dtype and domain
+checks of the *canonical* schema, the frame the linker receives). Both schemas are
+built from the same declaration, so the file format and the frame cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow as pa_
+import pyarrow.compute as pc
+
+STRING = "string[pyarrow]"  # compact: a 2 GB extract is not held as Python objects
+
+MIGRATIEACHTERGROND = (
+    "Nederland",
+    "Europa (exclusief Nederland)",
+    "Turkije",
+    "Marokko",
+    "Suriname",
+    "Nederlandse Cariben",
+    "Overig buiten Europa",
+)
+NIVEAUS = (
+    "groep 8",
+    *("pro", "vmbo-b", "vmbo-k", "vmbo-gt", "havo", "vwo"),
+    *("mbo-1", "mbo-2", "mbo-3", "mbo-4", "hbo-ba"),
+)
+SCHOOLADVIEZEN = ("pro", "vmbo-b/k", "vmbo-gt", "vmbo-gt/havo", "havo", "havo/vwo", "vwo")
+MBO_SECTOREN = ("techniek", "zorg en welzijn", "economie", "groen", "horeca en toerisme")
+REGION_TYPES = ("gemeente", "wijk", "buurt")
+SUPPRESSED = "."  # CBS: value suppressed or unknown
+EMPTY = "empty"  # error text of the raw check that a required value is present
+
+_BSN_WEIGHTS = np.array([9, 8, 7, 6, 5, 4, 3, 2, -1], dtype=np.int64)
+
+
+def elfproef(values: pd.Series) -> pd.Series:
+    """True where a 9-digit number passes the BSN 11-test (all zeros does not)."""
+    text = values.astype(STRING).fillna("")
+    ok = text.str.fullmatch(r"\d{9}").fillna(False).to_numpy(dtype=bool)
+    result = np.zeros(len(text), dtype=bool)
+    if ok.any():
+        joined = "".join(text.to_numpy(dtype=object)[ok]).encode("ascii")
+        digits = np.frombuffer(joined, dtype=np.uint8).reshape(-1, 9).astype(np.int64) - 48
+        total = digits @ _BSN_WEIGHTS
+        result[ok] = (total % 11 == 0) & (digits.sum(axis=1) > 0)
+    return pd.Series(result, index=values.index)
+
+
+def _arrow(s: pd.Series) -> pa_.ChunkedArray:
+    """The Arrow strings behind a column, empty values as null (Arrow compute is vectorised)."""
+    arr = s.astype(STRING).array.__arrow_array__()
+    return pc.if_else(pc.equal(arr, ""), None, arr)
+
+
+def _series(arr: pa_.ChunkedArray, like: pd.Series, dtype: str) -> pd.Series:
+    out = pd.Series(pd.arrays.ArrowExtensionArray(arr), index=like.index)
+    return out.astype(dtype)
+
+
+def _text(s: pd.Series, decimal: str) -> pd.Series:
+    return s.where(s != "", pd.NA).astype(STRING)
+
+
+def _upper(s: pd.Series, decimal: str) -> pd.Series:
+    return _text(s.str.upper(), decimal)
+
+
+def _bsn(s: pd.Series, decimal: str) -> pd.Series:
+    """A BSN that lost its leading zero (a spreadsheet took it for a number) gets it back."""
+    return _series(pc.utf8_lpad(_arrow(s), 9, "0"), s, STRING)
+
+
+def _date(fmt: str) -> Callable[[pd.Series, str], pd.Series]:
+    def convert(s: pd.Series, decimal: str) -> pd.Series:
+        stamps = pc.strptime(_arrow(s), format=fmt, unit="s", error_is_null=True)
+        return _series(stamps, s, "datetime64[ns]")
+
+    return convert
+
+
+def _int(s: pd.Series, decimal: str) -> pd.Series:
+    return _series(pc.cast(_arrow(s), pa_.int64()), s, "Int64")
+
+
+def _number(s: pd.Series, decimal: str) -> pd.Series:
+    """Decimal comma or point (the raw pattern allows both); '.' alone is CBS suppression."""
+    arr = _arrow(s)
+    arr = pc.if_else(pc.equal(arr, SUPPRESSED), None, arr)
+    arr = pc.replace_substring(arr, ",", ".")
+    return _series(pc.cast(arr, pa_.float64()), s, "Float64")
+
+
+def _postcode(s: pd.Series, decimal: str) -> pd.Series:
+    return _text(s.str.replace(" ", "", regex=False).str.upper(), decimal)
+
+
+def _jn(s: pd.Series, decimal: str) -> pd.Series:
+    up = s.str.upper()
+    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    out[(up == "J").to_numpy(dtype=bool, na_value=False)] = True
+    out[(up == "N").to_numpy(dtype=bool, na_value=False)] = False
+    return out
+
+
+def _code(prefix: str, digits: int) -> Callable[[pd.Series, str], pd.Series]:
+    """CBS codes written as integers (140101) or with prefix and padding (BU00140101)."""
+
+    def convert(s: pd.Series, decimal: str) -> pd.Series:
+        bare = pc.utf8_lpad(_arrow(s.str.upper().str.removeprefix(prefix)), digits, "0")
+        kind = bare.type
+        joined = pc.binary_join_element_wise(pa_.scalar(prefix, kind), bare, pa_.scalar("", kind))
+        return _series(joined, s, STRING)
+
+    return convert
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How a value is written in a file and what it becomes in the canonical frame."""
+
+    pattern: str | None  # regular expression the stripped text matches; None: any text
+    says: str  # what the pattern means, for messages ("a date written YYYYMMDD")
+    dtype: str
+    convert: Callable[[pd.Series, str], pd.Series]
+    date_format: str | None = None
+
+
+TEXT = Kind(None, "text", STRING, _text)
+BSN = Kind(r"\d{8,9}", "a BSN of 9 digits", STRING, _bsn)
+DATE_YMD = Kind(r"\d{8}", "a date written YYYYMMDD", "datetime64[ns]", _date("%Y%m%d"), "%Y%m%d")
+DATE_ISO = Kind(
+    r"\d{4}-\d{2}-\d{2}",
+    "a date written YYYY-MM-DD",
+    "datetime64[ns]",
+    _date("%Y-%m-%d"),
+    "%Y-%m-%d",
+)
+INTEGER = Kind(r"-?\d+", "a whole number", "Int64", _int)
+NUMBER = Kind(r"-?\d+(?:[.,]\d+)?", "a number", "Float64", _number)
+CBS_NUMBER = Kind(r"-?\d+(?:[.,]\d+)?|\.", "a number or '.' (suppressed)", "Float64", _number)
+POSTCODE = Kind(r"\d{4} ?[A-Za-z]{2}", "a postcode like 9711AB", STRING, _postcode)
+SEX = Kind(r"[MVmv]", "M or V", STRING, _upper)
+JN = Kind(r"[JjNn]", "J or N", "boolean", _jn)
+SCHOOLJAAR = Kind(r"\d{4}-\d{4}", "a school year like 2019-2020", STRING, _text)
+BUURT = Kind(r"(?:BU|bu)?\d{1,8}", "a buurt code (BU + 8 digits)", STRING, _code("BU", 8))
+WIJK = Kind(r"(?:WK|wk)?\d{1,6}", "a wijk code (WK + 6 digits)", STRING, _code("WK", 6))
+GEMEENTE = Kind(r"(?:GM|gm)?\d{1,4}", "a gemeente code (GM + 4 digits)", STRING, _code("GM", 4))
+REGION_CODE = Kind(
+    r"(?:GM\d{4}|WK\d{6}|BU\d{8})", "a CBS region code (GM/WK/BU + digits)", STRING, _upper
+)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column of a canonical frame."""
+
+    name: str
+    kind: Kind
+    required: bool = True  # the file must have the column (else filled with missing values)
+    nullable: bool = True  # empty values allowed
+    checks: tuple[pa.Check, ...] = ()
+
+
+def one_of(values: Sequence[object]) -> pa.Check:
+    shown = ", ".join(str(v) for v in values)
+    return pa.Check.isin(list(values), error=f"one of: {shown}")
+
+
+def between(low: int, high: int) -> pa.Check:
+    return pa.Check.in_range(low, high, error=f"between {low} and {high}")
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """A declared frame: its fields, from which the raw and canonical schemas are built."""
+
+    name: str
+    fields: tuple[Field, ...]
+    checks: tuple[pa.Check, ...] = field(default=())
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def get(self, name: str) -> Field:
+        return next(f for f in self.fields if f.name == name)
+
+    def raw_schema(self) -> pa.DataFrameSchema:
+        """Checks the stripped text of each value against its kind's pattern."""
+        columns = {}
+        for f in self.fields:
+            checks = []
+            if f.kind.pattern is not None:
+                pattern = f"^(?:{f.kind.pattern})?$"  # empty is the not-nullable check's job
+                checks.append(pa.Check.str_matches(pattern, error=f.kind.says))
+            if f.kind.date_format is not None:
+                checks.append(_real_date(f.kind.date_format))
+            if not f.nullable:
+                checks.append(pa.Check(lambda s: s != "", error=EMPTY))
+            columns[f.name] = pa.Column(STRING, checks, nullable=False)
+        return pa.DataFrameSchema(columns, name=f"{self.name} (as written)", strict=True)
+
+    def schema(self) -> pa.DataFrameSchema:
+        """The canonical frame the linker receives."""
+        columns = {
+            f.name: pa.Column(f.kind.dtype, list(f.checks), nullable=f.nullable)
+            for f in self.fields
+        }
+        return pa.DataFrameSchema(
+            columns, checks=list(self.checks), name=self.name, strict=True, ordered=True
+        )
+
+
+def _real_date(fmt: str) -> pa.Check:
+    def check(s: pd.Series) -> pd.Series:
+        parsed = pd.to_datetime(s.astype(object), format=fmt, errors="coerce")
+        return (s == "") | pd.Series(parsed.notna(), index=s.index)
+
+    return pa.Check(check, error="an existing calendar date")
+
+
+def _elfproef_or_empty(s: pd.Series) -> pd.Series:
+    return s.isna() | elfproef(s)
+
+
+ELFPROEF = pa.Check(_elfproef_or_empty, error="a BSN that passes the elfproef")
+BRIN = pa.Check.str_matches(r"^\d{2}[A-Z]{2}$", error="a BRIN code (2 digits + 2 capitals)")
+
+
+MUNICIPAL = FrameSpec(
+    "municipal register",
+    (
+        Field("bsn", BSN, nullable=False, checks=(ELFPROEF,)),
+        Field("voornamen", TEXT, required=False),
+        Field("geslachtsnaam", TEXT, required=False),
+        Field("geboortedatum", DATE_YMD, nullable=False),
+        Field("geslacht", SEX, nullable=False, checks=(one_of(("M", "V")),)),
+        Field("straatnaam", TEXT, required=False),
+        Field("huisnummer", INTEGER, nullable=False, checks=(between(1, 99999),)),
+        Field("huisletter", TEXT, required=False),
+        Field("postcode", POSTCODE, nullable=False),
+        Field("woonplaats", TEXT, required=False),
+        Field("huishoudnummer", TEXT, required=False),
+        Field("bsn_ouder1", BSN, checks=(ELFPROEF,)),
+        Field("bsn_ouder2", BSN, checks=(ELFPROEF,)),
+        Field("inkomen_huishouden", NUMBER, required=False),
+        Field("inkomen_decile", INTEGER, checks=(between(1, 10),)),
+        Field("migratieachtergrond", TEXT, checks=(one_of(MIGRATIEACHTERGROND),)),
+        Field("datum_vertrek", DATE_YMD, required=False),
+    ),
+)
+
+CBS = FrameSpec(
+    "CBS kerncijfers wijken en buurten",
+    (
+        Field("region_code", REGION_CODE, nullable=False),
+        Field("region_type", TEXT, nullable=False, checks=(one_of(REGION_TYPES),)),
+        Field("name", TEXT, required=False),
+        Field("inwoners", CBS_NUMBER),
+        Field("inwoners_0_15", CBS_NUMBER, required=False),
+        Field("gem_inkomen_per_inwoner", CBS_NUMBER),
+        Field("pct_laag_inkomen", CBS_NUMBER, checks=(between(0, 100),)),
+        Field("bijstand", CBS_NUMBER, required=False),
+        Field("stedelijkheid", TEXT, required=False),
+    ),
+)
+
+POSTCODES = FrameSpec(
+    "CBS postcode-huisnummer table",
+    (
+        Field("postcode", POSTCODE, nullable=False),
+        Field("huisnummer", INTEGER, nullable=False),
+        Field("buurt_code", BUURT, nullable=False),
+        Field("wijk_code", WIJK, nullable=False),
+        Field("gemeente_code", GEMEENTE, nullable=False),
+    ),
+)
+
+SCHOOL = FrameSpec(
+    "DUO school data",
+    (
+        Field("bsn", BSN, required=False, checks=(ELFPROEF,)),
+        Field("geboortedatum", DATE_ISO, nullable=False),
+        Field("geslacht", SEX, nullable=False, checks=(one_of(("M", "V")),)),
+        Field("postcode", POSTCODE),
+        Field("schooljaar", SCHOOLJAAR, nullable=False),
+        Field(
+            "brin",
+            TEXT,
+            nullable=False,
+            checks=(pa.Check.str_matches(r"^\d{2}[A-Z]{2}$", error="2 digits + 2 capitals"),),
+        ),
+        Field("vestiging", TEXT, required=False),
+        Field("onderwijssoort", TEXT, nullable=False, checks=(one_of(("po", "vo", "mbo", "hbo")),)),
+        Field("leerjaar", INTEGER, nullable=False, checks=(between(1, 8),)),
+        Field("niveau", TEXT, nullable=False, checks=(one_of(NIVEAUS),)),
+        Field("leerweg", TEXT, required=False, checks=(one_of(("BOL", "BBL")),)),
+        Field("sector", TEXT, required=False, checks=(one_of(MBO_SECTOREN),)),
+        Field("schooladvies", TEXT, required=False, checks=(one_of(SCHOOLADVIEZEN),)),
+        Field("eindtoets_score", INTEGER, required=False, checks=(between(501, 550),)),
+        Field("diploma", JN),
+        Field("uitgeschreven", JN),
+        Field("vsv", JN),
+    ),
+)

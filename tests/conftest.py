@@ -1,0 +1,125 @@
+"""Shared test fixtures: the embedded object store and Prefect server, once per session.
+
+Prefect settings are set here at import time, before any test module imports prefect, so
+no test touches ~/.prefect or sends analytics, and the ephemeral server has time to start.
+Services start lazily: only a test that asks for `s3_server`, `prefect_server` or `store`
+pays for them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="hackgap-test-prefect-")
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
+os.environ.update(
+    {
+        "PREFECT_HOME": _PREFECT_HOME,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "DO_NOT_TRACK": "1",
+    }
+)
+# Five test sessions may share two cores: give the Prefect server more than the usual 90 s.
+os.environ.setdefault("HACKGAP_PREFECT_START_TIMEOUT", "180")
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.pop("PREFECT_PROFILE", None)
+
+_SERVICE_FIXTURES = {"s3_server", "prefect_server", "store"}
+
+
+def _refresh_prefect_settings() -> None:
+    """Prefect caches settings at import; make it see a changed PREFECT_API_URL."""
+    if "prefect.context" in sys.modules:
+        sys.modules["prefect.context"].refresh_global_settings_context()
+
+
+def _log_tails(workdir: Path) -> str:
+    from flows.services import log_tail, logs_dir
+
+    parts = []
+    for log in sorted(logs_dir(workdir).glob("*.log")):
+        parts.append(f"--- {log} (last 30 lines) ---\n{log_tail(log)}")
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="session")
+def services_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The work directory of this session's embedded services."""
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def s3_server(services_workdir: Path) -> Iterator[dict[str, str]]:
+    """The embedded S3 server for the session; yields HACKGAP_S3_* for ObjectStore.from_env."""
+    from flows import services
+
+    try:
+        state = services.up(services_workdir, s3=True, prefect=False)
+    except Exception:
+        print(_log_tails(services_workdir), file=sys.stderr)
+        raise
+    assert state.s3 is not None
+    env = {
+        "HACKGAP_S3_ENDPOINT": state.s3.endpoint,
+        "HACKGAP_S3_ACCESS_KEY": state.s3.access_key,
+        "HACKGAP_S3_SECRET_KEY": state.s3.secret_key,
+    }
+    yield env
+    services.down(services_workdir, s3=True, prefect=False)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(services_workdir: Path) -> Iterator[str]:
+    """A Prefect server for the session; sets PREFECT_API_URL for the session, yields it."""
+    from flows import services
+
+    try:
+        state = services.up(services_workdir, s3=False, prefect=True)
+    except Exception:
+        print(_log_tails(services_workdir), file=sys.stderr)
+        raise
+    assert state.prefect is not None
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = state.prefect.api_url
+    _refresh_prefect_settings()
+    yield state.prefect.api_url
+    if previous is None:
+        os.environ.pop("PREFECT_API_URL", None)
+    else:
+        os.environ["PREFECT_API_URL"] = previous
+    _refresh_prefect_settings()
+    services.down(services_workdir, s3=False, prefect=True)
+
+
+@pytest.fixture
+def store(s3_server: dict[str, str]):
+    """An ObjectStore on the session server, with hackgap's four buckets empty."""
+    from flows.objectstore import BUCKETS, ObjectStore
+
+    st = ObjectStore.from_env(s3_server)
+    st.ensure_buckets()
+    for bucket in BUCKETS:
+        st.clear(bucket)
+    return st
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Attach the service log tails to a failing test that used the services."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or not _SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return
+    workdir = getattr(item, "funcargs", {}).get("services_workdir")
+    if workdir is not None:
+        report.sections.append(("service logs", _log_tails(workdir)))
