@@ -49,7 +49,7 @@ class Result:
 
 
 def measure_subprocess(code: str, env: dict | None = None) -> tuple[float, float, dict]:
-    """Run Python `code` in a fresh interpreter; return (wall seconds, peak RSS MiB, its JSON output).
+    """Run Python `code` in a fresh interpreter; return (wall s, peak RSS MiB, its JSON output).
 
     A fresh process per measurement keeps peak memory honest (ru_maxrss of the child only).
     `code` may print one JSON object on its last stdout line to report extra figures.

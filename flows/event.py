@@ -47,8 +47,12 @@ class Source(_Model):
     """One extract an organiser received, as a file in the event directory."""
 
     path: Path = Field(description="File path, relative to the event directory.")
-    format: str = Field(description="Reader to use, e.g. brp-csv, statline-csv, cbs-odata, kwb, cbs-pc6hnr, duo-csv.")
-    encoding: str = Field("auto", description="Text encoding, or auto to detect (UTF-8, UTF-8 with BOM, cp1252).")
+    format: str = Field(
+        description="Reader: brp-csv, statline-csv, cbs-odata, kwb, cbs-pc6hnr or duo-csv."
+    )
+    encoding: str = Field(
+        "auto", description="Text encoding, or auto to detect (UTF-8, UTF-8 with BOM, cp1252)."
+    )
     delimiter: str = Field("auto", description="Field delimiter, or auto to detect.")
     columns: dict[str, str] = Field(
         default_factory=dict,
@@ -73,47 +77,79 @@ class SecureZone(_Model):
     pseudonym_key_file: Path | None = Field(
         None, description="File holding the HMAC key; used when the environment variable is unset."
     )
-    key_version: str = Field("v1", description="Label of the key, recorded in manifests; change it when you rotate the key.")
-    match_threshold: float = Field(
-        0.95, gt=0, lt=1, description="Minimum Splink match probability to accept a probabilistic link."
+    key_version: str = Field(
+        "v1",
+        description="Label of the key, recorded in manifests; change it when you rotate the key.",
     )
-    min_cell_count: int = Field(10, ge=1, description="Smallest count shown in reports and released outputs.")
+    match_threshold: float = Field(
+        0.95,
+        gt=0,
+        lt=1,
+        description="Minimum Splink match probability to accept a probabilistic link.",
+    )
+    min_cell_count: int = Field(
+        10, ge=1, description="Smallest count shown in reports and released outputs."
+    )
 
 
 class TwinThresholds(_Model):
     """Release-gate thresholds for the synthetic twin; safe defaults."""
 
-    min_quality: float = Field(0.80, ge=0, le=1, description="Minimum SDMetrics overall quality score.")
-    max_identical_rows: int = Field(0, ge=0, description="Synthetic rows allowed to equal a real row.")
+    min_quality: float = Field(
+        0.80, ge=0, le=1, description="Minimum SDMetrics overall quality score."
+    )
+    max_identical_rows: int = Field(
+        0, ge=0, description="Synthetic rows allowed to equal a real row."
+    )
     dcr_overfitting_min: float = Field(
-        0.9, ge=0, le=1, description="Minimum SDMetrics DCROverfittingProtection score (1 = no overfitting)."
+        0.9,
+        ge=0,
+        le=1,
+        description="Minimum SDMetrics DCROverfittingProtection score (1 = no overfitting).",
     )
     disclosure_protection_min: float = Field(
-        0.5, ge=0, le=1, description="Minimum SDMetrics DisclosureProtection score for sensitive columns."
+        0.5,
+        ge=0,
+        le=1,
+        description="Minimum SDMetrics DisclosureProtection score for sensitive columns.",
     )
-    k_anonymity: int = Field(5, ge=2, description="Smallest group size of the coarsened quasi-identifiers.")
-    rare_category_min: int = Field(10, ge=1, description="Categories rarer than this in the real data are merged.")
+    k_anonymity: int = Field(
+        5, ge=2, description="Smallest group size of the coarsened quasi-identifiers."
+    )
+    rare_category_min: int = Field(
+        10, ge=1, description="Categories rarer than this in the real data are merged."
+    )
 
 
 class Twin(_Model):
     synthesizer: Literal["gaussian_copula", "ctgan", "tvae", "hma"] = "gaussian_copula"
     epochs: int = Field(300, ge=1, description="Training epochs for ctgan/tvae.")
-    rows: int | None = Field(None, ge=1, description="Rows to sample; default the size of the real table.")
+    rows: int | None = Field(
+        None, ge=1, description="Rows to sample; default the size of the real table."
+    )
     thresholds: TwinThresholds = Field(default_factory=TwinThresholds)
 
 
 class Team(_Model):
-    name: Slug = Field(description="Team name: lowercase letters, digits and dashes, at most 30 characters.")
+    name: Slug = Field(
+        description="Team name: lowercase letters, digits and dashes, at most 30 characters."
+    )
     members: list[Username] = Field(min_length=1)
-    open_data_only: bool = Field(True, description="False lets the team request verification on real data.")
+    open_data_only: bool = Field(
+        True, description="False lets the team request verification on real data."
+    )
 
 
 class Sandbox(_Model):
     backend: Literal["local", "docker", "kubernetes"] = "local"
     cpu_limit: float = Field(1.0, gt=0, description="CPUs per team sandbox.")
-    mem_limit: str = Field("2G", pattern=r"^\d+(\.\d+)?[KMGT]?$", description="Memory per team sandbox, e.g. 2G.")
+    mem_limit: str = Field(
+        "2G", pattern=r"^\d+(\.\d+)?[KMGT]?$", description="Memory per team sandbox, e.g. 2G."
+    )
     start_timeout: int = Field(120, ge=10, description="Seconds to wait for a sandbox to start.")
-    image: str = Field("hackgap/sandbox:latest", description="Image for the docker and kubernetes backends.")
+    image: str = Field(
+        "hackgap/sandbox:latest", description="Image for the docker and kubernetes backends."
+    )
 
 
 class Event(_Model):
@@ -121,13 +157,18 @@ class Event(_Model):
 
     name: Slug = Field(description="Short id of the event: lowercase letters, digits and dashes.")
     title: str
-    municipality: str = Field("GM0014", pattern=r"^GM\d{4}$", description="CBS code of the municipality.")
+    municipality: str = Field(
+        "GM0014", pattern=r"^GM\d{4}$", description="CBS code of the municipality."
+    )
     data_year: int = Field(2023, ge=2000, le=2100, description="Reference year of the CBS figures.")
     start: dt.datetime
     deadline: dt.datetime = Field(description="Submissions close.")
     end: dt.datetime
     seed: int = Field(20261126, description="Seed for every random draw in the event.")
-    workdir: Path = Field(Path(".hackgap"), description="Work directory (services, logs), relative to the event directory.")
+    workdir: Path = Field(
+        Path(".hackgap"),
+        description="Work directory (services, logs), relative to the event directory.",
+    )
     sources: Sources
     secure_zone: SecureZone = Field(default_factory=SecureZone)
     twin: Twin = Field(default_factory=Twin)
@@ -140,7 +181,8 @@ class Event(_Model):
     def _dates_in_order(self) -> Event:
         if not self.start < self.deadline <= self.end:
             raise ValueError(
-                "dates are out of order: start must come before deadline, and deadline no later than end"
+                "dates are out of order: start must come before deadline, "
+                "and deadline no later than end"
             )
         return self
 
@@ -195,11 +237,15 @@ def _sentence(err: dict[str, Any]) -> str:
     where = _where(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
-        return f"{where}: unknown key; remove it or check its spelling against `hackgap event schema`."
+        return (
+            f"{where}: unknown key; remove it or check its spelling against `hackgap event schema`."
+        )
     if kind == "missing":
         return f"{where}: required but missing; add it (see `hackgap init` for an example)."
     if kind == "string_pattern_mismatch":
-        return f"{where}: '{err.get('input')}' does not match the required pattern {err['ctx']['pattern']}; fix the value."
+        pattern = err["ctx"]["pattern"]
+        value = err.get("input")
+        return f"{where}: '{value}' does not match the required pattern {pattern}; fix it."
     if kind == "value_error":
         msg = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
         return f"{where}: {msg}." if where != "event.yaml" else f"{msg[0].upper()}{msg[1:]}."
@@ -209,7 +255,9 @@ def _sentence(err: dict[str, Any]) -> str:
 def parse_event(data: Any) -> Event:
     """Validate a parsed event.yaml; raise EventError with one sentence per problem."""
     if not isinstance(data, dict):
-        raise EventError("event.yaml must be a mapping of keys to values; see `hackgap init` for an example.")
+        raise EventError(
+            "event.yaml must be a mapping of keys to values; see `hackgap init` for an example."
+        )
     try:
         return Event.model_validate(data)
     except ValidationError as exc:
@@ -228,7 +276,9 @@ def load_event(path: Path) -> EventDir:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark else ""
-        raise EventError(f"{file}: not valid YAML{line}; fix the indentation or quoting there.") from None
+        raise EventError(
+            f"{file}: not valid YAML{line}; fix the indentation or quoting there."
+        ) from None
     except UnicodeDecodeError:
         raise EventError(f"{file}: not UTF-8 text; save it as UTF-8.") from None
     event = parse_event(data)
@@ -257,7 +307,9 @@ _TEMPLATE = Path(__file__).with_name("templates") / "event.yaml"
 
 def render_event_yaml(name: str, *, start: dt.datetime | None = None, seed: int = 20261126) -> str:
     """A commented event.yaml for a new event, with demo source paths."""
-    start = start or dt.datetime.now().replace(minute=0, second=0, microsecond=0) + dt.timedelta(days=7)
+    start = start or dt.datetime.now().replace(minute=0, second=0, microsecond=0) + dt.timedelta(
+        days=7
+    )
     start = start.replace(hour=9)
     text = _TEMPLATE.read_text(encoding="utf-8")
     values = {

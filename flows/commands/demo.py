@@ -51,6 +51,11 @@ def demo_data(
         )
     if not 0 <= no_bsn_share <= 1:
         raise DemoDataError(f"--no-bsn-share {no_bsn_share} is outside 0..1; give e.g. 0.10.")
+    write_demo_sources(out, persons, seed, no_bsn_share)
+
+
+def write_demo_sources(out: Path, persons: int, seed: int, no_bsn_share: float = 0.10) -> dict:
+    """Simulate and write the four extracts with a progress display; file name -> path."""
     _check_out_dir(out)
     from flows.demodata.extracts import write_sources
     from flows.demodata.world import simulate
@@ -85,8 +90,21 @@ def demo_data(
     for name, path in paths.items():
         size = path.stat().st_size
         console.print(f"  {path}  {sizes[name]:>10,} rows  {size / 1e6:>8.1f} MB")
+    return paths
 
 
-def demo() -> None:
-    """Run the main job end to end on a demo event."""
-    raise SystemExit("demo is not built yet")
+def demo(
+    directory: Path = typer.Argument(
+        Path("demo-event"), help="Event directory to create or reuse."
+    ),
+    persons: int = typer.Option(235_000, "--persons", help="Persons in the invented city."),
+    seed: int = typer.Option(20261126, "--seed", help="Seed for the demo data and the twin."),
+) -> None:
+    """Run the main job end to end on a demo event: sources, services, link, twin."""
+    if persons <= 0:
+        raise DemoDataError(
+            f"--persons {persons} is not a positive number; give e.g. --persons 235000."
+        )
+    from flows.demo import run_demo
+
+    run_demo(directory, persons=persons, seed=seed, console=console)

@@ -31,13 +31,20 @@ def init(
         tmp.replace(target)
     except OSError as exc:
         reason = "no permission to write here" if isinstance(exc, PermissionError) else exc.strerror
-        raise EventError(f"{directory}: cannot create the event here ({reason}); choose a writable directory.") from None
-    console.print(f"Created [bold]{target}[/]. Put the extracts in {directory / 'sources'} "
-                  f"(or run `hackgap demo-data {directory / 'sources'}`), then `hackgap event validate {directory}`.")
+        raise EventError(
+            f"{directory}: cannot create the event here ({reason}); choose a writable directory."
+        ) from None
+    console.print(
+        f"Created [bold]{target}[/]. Put the extracts in {directory / 'sources'} "
+        f"(or run `hackgap demo-data {directory / 'sources'}`), "
+        f"then `hackgap event validate {directory}`."
+    )
 
 
 @app.command("validate")
-def validate(directory: Path = typer.Argument(Path("."), help="Event directory or event.yaml.")) -> None:
+def validate(
+    directory: Path = typer.Argument(Path("."), help="Event directory or event.yaml."),
+) -> None:
     """Check event.yaml and the files it names; print every problem as one sentence."""
     event_dir = load_event(directory)
     ev = event_dir.event
@@ -48,7 +55,11 @@ def validate(directory: Path = typer.Argument(Path("."), help="Event directory o
 
 
 @app.command("schema")
-def schema(output: Path = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout.")) -> None:
+def schema(
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Write to this file instead of stdout."
+    ),
+) -> None:
     """Print the JSON Schema of event.yaml (for editor validation)."""
     text = json.dumps(event_schema(), indent=2, ensure_ascii=False)
     if output:

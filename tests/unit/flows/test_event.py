@@ -13,7 +13,12 @@ import yaml
 
 from flows.event import EventError, event_schema, load_event, parse_event, render_event_yaml
 
-SOURCE_FILES = ["brp_personen.csv", "kwb_2023_statline.csv", "pc6hnr_2023_gwb.csv", "duo_onderwijs.csv"]
+SOURCE_FILES = [
+    "brp_personen.csv",
+    "kwb_2023_statline.csv",
+    "pc6hnr_2023_gwb.csv",
+    "duo_onderwijs.csv",
+]
 
 
 def _valid() -> dict:
@@ -48,7 +53,8 @@ def test_unknown_key_names_the_key_and_the_fix():
     data = _valid()
     data["twin"]["synthesiser"] = "ctgan"
     assert _problems(data) == [
-        "twin.synthesiser: unknown key; remove it or check its spelling against `hackgap event schema`."
+        "twin.synthesiser: unknown key; remove it or check its spelling "
+        "against `hackgap event schema`."
     ]
 
 
@@ -157,7 +163,11 @@ def test_schema_validates_the_template_and_rejects_unknown_keys():
 
 def _hackgap(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=cwd, check=False
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
     )
 
 

@@ -1,0 +1,130 @@
+"""`hackgap demo`: the main job end to end on an invented city, re-runnable.
+
+Each step is the same code an organiser runs by hand (init, demo-data,
+services up, ingest, link, synthesize); a second run re-uses what is already
+there (same sources, running services, cached linkage) instead of redoing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from flows.event import EVENT_FILE, load_event, render_event_yaml
+
+DEMO_NAME = "hack-the-gap-demo"
+KEY_FILE = Path(".hackgap/secure/pseudonym.key")
+STAMP = ".demo-sources.json"
+
+
+def scaffold(directory: Path, seed: int) -> bool:
+    """Write the demo event.yaml (with a key file) unless one exists; True if written."""
+    target = directory / EVENT_FILE
+    if target.exists():
+        return False
+    directory.mkdir(parents=True, exist_ok=True)
+    text = render_event_yaml(DEMO_NAME, seed=seed).replace(
+        "  # pseudonym_key_file: /secure/keys/hackgap.key",
+        f"  pseudonym_key_file: {KEY_FILE}   # demo only: a real key lives outside the event dir",
+    )
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    return True
+
+
+def ensure_key(directory: Path) -> Path:
+    """A random 32-byte hex key in the secure work directory (0700/0600), made once."""
+    path = directory / KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+        tmp.replace(path)
+    return path
+
+
+def ensure_sources(directory: Path, persons: int, seed: int) -> bool:
+    """Write the demo extracts unless the same size and seed are already there; True if written."""
+    from flows.commands.demo import write_demo_sources
+
+    sources = directory / "sources"
+    stamp = sources / STAMP
+    wanted = {"persons": persons, "seed": seed}
+    if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+        names = (
+            "brp_personen.csv",
+            "kwb_2023_statline.csv",
+            "pc6hnr_2023_gwb.csv",
+            "duo_onderwijs.csv",
+        )
+        if all((sources / n).is_file() for n in names):
+            return False
+    write_demo_sources(sources, persons, seed)
+    stamp.write_text(json.dumps(wanted))
+    return True
+
+
+def run_demo(directory: Path, *, persons: int, seed: int, console: Console) -> None:
+    """Scaffold, generate, start services, ingest, link and synthesise; print a summary."""
+    from flows import services
+    from flows.commands.link import link
+    from flows.commands.synthesize import synthesize
+    from flows.ingest import ingest_flow
+    from flows.objectstore import ObjectStore
+
+    directory = directory.resolve()
+    console.rule("[bold]1. event")
+    made = scaffold(directory, seed)
+    console.print(f"{'Created' if made else 'Re-using'} {directory / EVENT_FILE}")
+    ensure_key(directory)
+
+    console.rule("[bold]2. demo sources (invented city)")
+    if not ensure_sources(directory, persons, seed):
+        console.print(f"Re-using the {persons:,}-person extracts in {directory / 'sources'}")
+    event_dir = load_event(directory)
+
+    console.rule("[bold]3. services")
+    with console.status("starting the object store and the Prefect server (about 20-60 s)…"):
+        state = services.up(event_dir.workdir)
+    os.environ.update(services.service_env(event_dir.workdir))
+    store = ObjectStore.for_workdir(event_dir.workdir)
+    console.print(
+        f"object store {state.s3.endpoint} ({state.s3.kind}); Prefect {state.prefect.ui_url}"
+    )
+
+    console.rule("[bold]4. ingest into the secure bucket")
+    uploaded = ingest_flow(str(directory))
+    changed = [u for u in uploaded if u.get("uploaded")]
+    console.print(f"{len(changed)} of {len(uploaded)} source files uploaded (the rest unchanged)")
+
+    console.rule("[bold]5. link (secure zone)")
+    link(directory=directory, no_prefect=False)
+
+    console.rule("[bold]6. synthetic twin (release gate)")
+    synthesize(directory=directory, no_prefect=False)
+
+    console.rule("[bold]summary")
+    table = Table(show_header=True)
+    table.add_column("bucket")
+    table.add_column("objects", justify="right")
+    for bucket in ("secure", "open", "submissions", "audit"):
+        table.add_row(bucket, f"{len(store.list(bucket)):,}")
+    console.print(f"event directory  {directory}")
+    console.print(
+        f"S3 endpoint      {state.s3.endpoint}  (keys in {services.state_path(event_dir.workdir)})"
+    )
+    console.print(f"Prefect UI       {state.prefect.ui_url}")
+    console.print(table)
+    console.print(
+        f"Stop the services with `hackgap services down {directory}`; "
+        "objects are kept and come back with `services up`."
+    )
