@@ -1,0 +1,226 @@
+"""The synthesize stage: linked table (secure) -> gated twin (open), thin over `synthetic/`.
+
+Reads `secure/<event>/linked/analysis.parquet` (only once its `_COMPLETE` exists), makes a
+candidate twin, and only if every gate check passes publishes twin.parquet, twin.csv,
+codebook.md and report.html under `open/twins/<event>/<version>/` (`_COMPLETE` last) and the
+fitted model under `secure/<event>/models/<version>/model.pkl`. A failed gate publishes
+nothing and raises TwinError naming each failed check and its figure.
+
+Version: `v-` + the first 12 hex digits of the SHA-256 of twin.csv. The same seed, settings
+and linked table give the same twin, hence the same version: re-running is a no-op rather
+than a duplicate. The newest complete version is the one with the latest manifest `created`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from flows.event import EventDir, load_event
+from flows.objectstore import ObjectStore
+from flows.pipeline.audit import AuditLog
+from synthetic.codebook import render_codebook
+from synthetic.errors import TwinError
+from synthetic.make import TwinBuild, make_twin
+from synthetic.report import render_report
+from synthetic.schema import TableSchema
+from synthetic.settings import Thresholds, TwinSettings
+
+SECURE, OPEN = "secure", "open"
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "analysis_table.yaml"
+Progress = Callable[[str], None]
+progress_hook: Progress | None = None  # set by the CLI so Prefect tasks can report on screen
+
+
+@dataclass
+class SynthesizeOutcome:
+    """Figures only (no values): safe to print, log and return from a flow."""
+
+    event: str
+    version: str
+    released: bool
+    rows: int
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    quality: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    prefix: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def load_schema() -> TableSchema:
+    return TableSchema.from_dict(yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8")))
+
+
+def twin_settings(event_dir: EventDir) -> TwinSettings:
+    """event.yaml's `twin:` block (already range-checked by pydantic) as synthetic settings."""
+    twin = event_dir.event.twin
+    return TwinSettings(
+        synthesizer=twin.synthesizer,
+        seed=event_dir.event.seed,
+        epochs=twin.epochs,
+        rows=twin.rows,
+        thresholds=Thresholds(**twin.thresholds.model_dump()),
+    )
+
+
+def challenge_checks(event_dir: EventDir) -> tuple[dict[str, tuple], dict[str, tuple]]:
+    """(fidelity checks, needed columns) per challenge of the event."""
+    from challenges import load_packs
+
+    packs = load_packs(event_dir.event.challenges, [event_dir.root / "challenges"])
+    return {p.id: p.fidelity for p in packs}, {p.id: tuple(p.columns) for p in packs}
+
+
+def read_linked(event_dir: EventDir, store: ObjectStore, audit: AuditLog) -> pd.DataFrame:
+    prefix = f"{event_dir.event.name}/linked"
+    if not store.is_complete(SECURE, prefix):
+        raise TwinError(
+            f"secure/{prefix}/analysis.parquet: no complete linked table yet; run "
+            f"`hackgap link {event_dir.root}` first."
+        )
+    data = store.get_bytes(SECURE, f"{prefix}/analysis.parquet")
+    audit.record(
+        "read", SECURE, f"{prefix}/analysis.parquet", hashlib.sha256(data).hexdigest(), len(data)
+    )
+    return pd.read_parquet(io.BytesIO(data))
+
+
+def failure_message(build: TwinBuild) -> str:
+    """One sentence naming every failed check and by how much (figures only)."""
+    failed = "; ".join(c.sentence() for c in build.gate.failures)
+    return (
+        f"twin release gate: {failed}; nothing was published - adjust twin settings in "
+        "event.yaml (synthesizer, thresholds) or the challenge tolerances and run again."
+    )
+
+
+def _twin_files(build: TwinBuild, event: str, settings: TwinSettings, tmp: Path) -> dict[str, Path]:
+    twin = build.twin
+    csv = tmp / "twin.csv"
+    twin.to_csv(csv, index=False, lineterminator="\n")
+    version = "v-" + hashlib.sha256(csv.read_bytes()).hexdigest()[:12]
+    parquet = tmp / "twin.parquet"
+    twin.to_parquet(parquet, index=False)
+    info = build.context.info
+    (tmp / "codebook.md").write_text(
+        render_codebook(event, version, build.context.schema, twin, info, settings, build.gate),
+        encoding="utf-8",
+    )
+    (tmp / "report.html").write_text(
+        render_report(
+            event, version, build.context.schema, build.context.real, twin, info, build.gate
+        ),
+        encoding="utf-8",
+    )
+    (tmp / "VERSION").write_text(version, encoding="utf-8")
+    return {name: tmp / name for name in ("twin.parquet", "twin.csv", "codebook.md", "report.html")}
+
+
+def run_synthesize(
+    event_dir: EventDir, store: ObjectStore, progress: Progress | None = None, actor: str = ""
+) -> SynthesizeOutcome:
+    """The whole stage without Prefect: read, make, gate, and publish only if it passed."""
+    say = progress or progress_hook or (lambda _m: None)
+    ev = event_dir.event
+    audit = AuditLog(store, ev.name, actor=actor, stage="synthesize")
+    settings = twin_settings(event_dir)
+    checks, required = challenge_checks(event_dir)
+    say("reading the linked table")
+    real = read_linked(event_dir, store, audit)
+    build = make_twin(real, load_schema(), settings, checks, required, progress=say)
+    outcome = SynthesizeOutcome(
+        event=ev.name,
+        version="",
+        released=False,
+        rows=len(build.twin),
+        checks=[c.__dict__ for c in build.gate.checks],
+        quality=build.gate.quality.overall if build.gate.quality else None,
+        timings=build.timings,
+    )
+    if not build.gate.passed:
+        raise TwinError(failure_message(build))
+    say("writing the codebook and report")
+    secure_tmp = event_dir.workdir / "secure"
+    secure_tmp.mkdir(parents=True, exist_ok=True)
+    os.chmod(secure_tmp, 0o700)
+    with tempfile.TemporaryDirectory(dir=secure_tmp) as tmp:
+        files = _twin_files(build, ev.name, settings, Path(tmp))
+        version = (Path(tmp) / "VERSION").read_text(encoding="utf-8")
+        model_key = f"{ev.name}/models/{version}/model.pkl"
+        model = build.fitted.to_bytes()
+        digest = store.put_bytes(SECURE, model_key, model)
+        audit.record("write", SECURE, model_key, digest, len(model))
+        prefix = f"twins/{ev.name}/{version}"
+        say(f"publishing open/{prefix}")
+        if not store.is_complete(OPEN, prefix):
+            manifest = store.publish(
+                OPEN,
+                prefix,
+                dict(files),
+                {
+                    "event": ev.name,
+                    "version": version,
+                    "synthesizer": settings.synthesizer,
+                    "seed": settings.seed,
+                    "rows": len(build.twin),
+                    "quality": outcome.quality,
+                },
+            )
+            for name, entry in manifest["files"].items():
+                audit.record("release", OPEN, f"{prefix}/{name}", entry["sha256"], entry["size"])
+    outcome.version, outcome.released, outcome.prefix = version, True, f"{OPEN}/{prefix}"
+    return outcome
+
+
+def _prefect_synthesize_flow():
+    """Build the Prefect flow lazily, so importing this module does not import Prefect."""
+    from prefect import flow, get_run_logger
+    from prefect.artifacts import create_markdown_artifact
+
+    @flow(name="synthesize", log_prints=False)
+    def synthesize_flow(event_path: str) -> dict:
+        """Make the synthetic twin and release it if every gate passes."""
+        logger = get_run_logger()
+        event_dir = load_event(Path(event_path))
+        store = ObjectStore.for_workdir(event_dir.workdir)
+
+        def say(message: str) -> None:
+            logger.info(message)
+            if progress_hook:
+                progress_hook(message)
+
+        outcome = run_synthesize(event_dir, store, progress=say)
+        rows = "\n".join(
+            f"| {c['name']} | {c['value']:.4g} | {c['threshold']} | {c['passed']} |"
+            for c in outcome.checks
+            if not c["name"].startswith("fidelity ")
+        )
+        create_markdown_artifact(
+            key=f"{outcome.event}-twin-gate",
+            markdown=f"# Twin {outcome.version}\n\n| check | figure | required | passed |\n"
+            f"|---|---|---|---|\n{rows}\n",
+            description="Twin release gate (figures only)",
+        )
+        logger.info("released %s (%d rows)", outcome.prefix, outcome.rows)
+        return outcome.summary()
+
+    return synthesize_flow
+
+
+def __getattr__(name: str) -> Any:
+    if name == "synthesize_flow":
+        flow = _prefect_synthesize_flow()
+        globals()["synthesize_flow"] = flow
+        return flow
+    raise AttributeError(name)

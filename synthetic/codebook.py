@@ -1,0 +1,128 @@
+"""The twin's codebook (Markdown): what each column is, what the twin is and is not good for.
+
+Everything here comes from the schema, the twin itself and gate figures; no real value.
+Real-data statistics are not printed: the fidelity table shows the twin's value and the
+tolerance it was proven to be within.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from synthetic.gate import GateResult
+from synthetic.prepare import Coarsening
+from synthetic.schema import TableSchema
+from synthetic.settings import TwinSettings
+
+_HOW = {
+    "gaussian_copula": "SDV 2.0 GaussianCopulaSynthesizer, one per stratum of {strata}",
+    "ctgan": "SDV 2.0 CTGANSynthesizer ({epochs} epochs)",
+    "tvae": "SDV 2.0 TVAESynthesizer ({epochs} epochs)",
+}
+
+
+def _values(spec, twin: pd.Series, info: Coarsening) -> str:
+    if spec.type == "numerical":
+        v = pd.to_numeric(twin, errors="coerce").dropna()
+        return f"{v.min():g} .. {v.max():g}" if len(v) else "(empty)"
+    levels = info.allowed.get(spec.name, [])
+    shown = ", ".join(str(x) for x in levels[:12]) + (" ..." if len(levels) > 12 else "")
+    return f"{len(levels)} values: {shown}" if len(levels) > 12 else shown
+
+
+def render_codebook(
+    event: str,
+    version: str,
+    schema: TableSchema,
+    twin: pd.DataFrame,
+    info: Coarsening,
+    settings: TwinSettings,
+    gate: GateResult,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """The codebook as Markdown."""
+    strata = " x ".join(settings.stratify_by) or "the whole table"
+    how = _HOW[settings.synthesizer].format(strata=strata, epochs=settings.epochs)
+    lines = [
+        f"# Synthetic twin `{event}` {version}",
+        "",
+        f"{len(twin):,} invented pupils, one row each, with the columns of the linked analysis"
+        " table. **No row is a real person.**",
+        "",
+        "## How it was made",
+        "",
+        f"- Model: {how}, seed {settings.seed}; fitted inside the secure zone on the linked"
+        " table minus a holdout; the fitted model never leaves the secure zone.",
+        "- Keys (pupil pseudonyms) and provenance columns were dropped before fitting.",
+        f"- Categories seen fewer than {settings.thresholds.rare_category_min} times were merged"
+        " ('other' for categories, the nearest level for ordered ones) and numbers were"
+        " top/bottom coded at the 10th smallest/largest value.",
+        "- Area figures (CBS buurt/wijk statistics) are looked up from the area code, so they are"
+        " consistent with it; buurt always lies in its wijk (sdv.cag.FixedCombinations).",
+        "- Rows equal to a real row, or whose coarsened birth year, sex, wijk and school match"
+        f" fewer than {settings.thresholds.k_anonymity} real pupils, were drawn again.",
+        "",
+        "## What it is good for, and what not",
+        "",
+        "- Good for: writing and debugging your analysis, exploring distributions, and the"
+        " statistics in the fidelity table below, which the twin was checked to preserve.",
+        "- Not good for: final conclusions, effect sizes outside the fidelity table, small"
+        " subgroups, rare categories (merged), or anything about a particular person, school or"
+        " buurt. Verify findings on the real data through the airlock.",
+        "",
+        "## Columns",
+        "",
+        "| column | type | role | values / range | missing | description |",
+        "|---|---|---|---|---|---|",
+    ]
+    for spec in schema.synthesised:
+        col = twin[spec.name]
+        kind = spec.type + (" (lowest first)" if spec.type == "ordinal" else "")
+        lines.append(
+            f"| `{spec.name}` | {kind} | {spec.role} | {_values(spec, col, info)} | "
+            f"{col.isna().mean():.0%} | {spec.description.replace('|', '/')} |"
+        )
+    lines += [
+        "",
+        "## Release gate",
+        "",
+        "| check | figure | required | result |",
+        "|---|---|---|---|",
+    ]
+    for c in gate.checks:
+        if c.name.startswith("fidelity "):
+            continue
+        lines.append(
+            f"| {c.name} | {c.value:.4g} | {c.threshold} | {'pass' if c.passed else 'FAIL'} |"
+        )
+    if gate.quality is not None:
+        q = gate.quality
+        lines += [
+            "",
+            f"SDMetrics quality {q.overall:.3f} (column shapes {q.column_shapes:.3f}, pair trends"
+            f" {q.pair_trends:.3f}); diagnostic {q.diagnostic:.3f}.",
+        ]
+    lines += [
+        "",
+        "## Fidelity: challenge statistics",
+        "",
+        "Each statistic a challenge rests on was computed on the real table and on this twin;"
+        " the twin is released only if every one is within its tolerance.",
+        "",
+        "| challenge | statistic | on the twin | within | result |",
+        "|---|---|---|---|---|",
+    ]
+    for f in gate.fidelity:
+        twin_value = "n/a" if f.twin is None else f"{f.twin:.3f}"
+        lines.append(
+            f"| {f.challenge} | {f.name}: {f.description} | {twin_value} | ±{f.tolerance:g} |"
+            f" {'pass' if f.passed else 'FAIL'} |"
+        )
+    if not gate.fidelity:
+        lines.append("| (no challenge declared a statistic) | | | | |")
+    for key, value in (extra or {}).items():
+        lines.append(f"\n{key}: {value}")
+    return "\n".join(lines) + "\n"

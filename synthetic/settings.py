@@ -1,0 +1,87 @@
+"""Twin settings as a plain dataclass: the flows map event.yaml's `twin:` block onto it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from synthetic.errors import TwinError
+
+SYNTHESIZERS = ("gaussian_copula", "ctgan", "tvae")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Release-gate thresholds; the defaults are the safe ones from event.yaml."""
+
+    min_quality: float = 0.80
+    max_identical_rows: int = 0
+    dcr_overfitting_min: float = 0.9
+    disclosure_protection_min: float = 0.5
+    k_anonymity: int = 5
+    rare_category_min: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("min_quality", "dcr_overfitting_min", "disclosure_protection_min"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise TwinError(f"twin.thresholds.{name}: {value} is outside 0..1; set it in 0..1.")
+        if self.max_identical_rows < 0:
+            raise TwinError("twin.thresholds.max_identical_rows: must be 0 or more; set it to 0.")
+        if self.k_anonymity < 2:
+            raise TwinError("twin.thresholds.k_anonymity: must be at least 2; set it to 5.")
+        if self.rare_category_min < 1:
+            raise TwinError("twin.thresholds.rare_category_min: must be at least 1; set it to 10.")
+
+
+@dataclass(frozen=True)
+class TwinSettings:
+    """How to make and check one twin.
+
+    `stratify_by` fits one synthesizer per stratum of these columns (ordinals cut into
+    `stratum_bins` groups) so gradients across them survive; `area_attributes` are public
+    area figures re-attached from the area code after sampling (they are functions of the
+    area, so sampling them would only break that); `hierarchies` are kept as fixed
+    combinations (sdv.cag.FixedCombinations).
+    """
+
+    synthesizer: str = "gaussian_copula"
+    seed: int = 20261126
+    epochs: int = 300
+    distribution: str = "beta"
+    rows: int | None = None
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    stratify_by: tuple[str, ...] = (
+        "present:schooladvies",
+        "present:mbo_niveau",
+        "inkomen_decile",
+        "wijk_ses_tertiel",
+    )
+    stratum_bins: int = 3
+    stratum_min_rows: int = 300
+    hierarchies: tuple[tuple[str, ...], ...] = (("wijk_code", "buurt_code"),)
+    area_attributes: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("buurt_code", ("buurt_pct_laag_inkomen",)),
+        ("wijk_code", ("wijk_gem_inkomen", "wijk_ses_tertiel")),
+    )
+    coarsen: tuple[tuple[str, str], ...] = (("buurt_code", "wijk_code"),)
+    quasi_identifiers: tuple[str, ...] = ("geboortejaar", "geslacht", "buurt_code", "po_brin")
+    holdout_rows: int = 5_000
+    eval_rows: int = 5_000
+    dcr_rows: int = 2_000
+    disclosure_rows: int = 5_000
+
+    def __post_init__(self) -> None:
+        if self.synthesizer not in SYNTHESIZERS:
+            hint = (
+                " (hma needs more than one table; the analysis table is one table)"
+                if self.synthesizer == "hma"
+                else ""
+            )
+            raise TwinError(
+                f"twin.synthesizer: '{self.synthesizer}' is not available{hint}; "
+                f"use one of {', '.join(SYNTHESIZERS)}."
+            )
+        if self.epochs < 1:
+            raise TwinError("twin.epochs: must be at least 1; set it to e.g. 300.")
+        if self.rows is not None and self.rows < 1:
+            raise TwinError("twin.rows: must be at least 1; leave it out to match the real table.")

@@ -1,0 +1,104 @@
+"""The synthesize stage against the real embedded S3 server: release, idempotence, refusal."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows.event import EventDir, parse_event
+from synthetic.errors import TwinError
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+_spec = importlib.util.spec_from_file_location(
+    "synthetic_test_tables", Path(__file__).parents[1] / "unit" / "synthetic" / "conftest.py"
+)
+tables = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = tables
+_spec.loader.exec_module(tables)
+
+
+def _event(tmp_path: Path, **twin) -> EventDir:
+    doc = {
+        "name": "twin-test",
+        "title": "Twin test",
+        "start": "2026-01-01T09:00",
+        "deadline": "2026-01-02T09:00",
+        "end": "2026-01-02T12:00",
+        "seed": 5,
+        "sources": {
+            w: {"path": f"{w}.csv", "format": "x"}
+            for w in ("municipal", "cbs", "postcodes", "school")
+        },
+        "challenges": ["advieskloof"],
+        "twin": twin,
+    }
+    return EventDir(tmp_path, parse_event(doc))
+
+
+@pytest.fixture
+def linked(store):
+    table = tables.make_table(3000, seed=7)
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    store.publish("secure", "twin-test/linked", {"analysis.parquet": buffer.getvalue()})
+    return table
+
+
+@pytest.fixture(autouse=True)
+def advice_only(monkeypatch):
+    import flows.synthesize as stage
+
+    monkeypatch.setattr(
+        stage,
+        "challenge_checks",
+        lambda _ev: ({"advieskloof": (tables.AdviceGap(),)}, {"advieskloof": ("schooladvies",)}),
+    )
+
+
+def test_release_publishes_twin_codebook_report_and_keeps_model_secure(tmp_path, store, linked):
+    from flows.synthesize import run_synthesize
+
+    out = run_synthesize(_event(tmp_path), store)
+    assert out.released and out.version.startswith("v-")
+    prefix = f"twins/twin-test/{out.version}"
+    assert store.is_complete("open", prefix)
+    names = sorted(k.rsplit("/", 1)[1] for k in store.list("open", f"{prefix}/"))
+    assert names == ["_COMPLETE", "codebook.md", "report.html", "twin.csv", "twin.parquet"]
+    twin = pd.read_parquet(io.BytesIO(store.get_bytes("open", f"{prefix}/twin.parquet")))
+    assert len(twin) == len(linked) and "pupil_id" not in twin.columns
+    assert not set(linked["pupil_id"]) & set(
+        store.get_bytes("open", f"{prefix}/twin.csv").decode().split()
+    )
+    assert store.exists("secure", f"twin-test/models/{out.version}/model.pkl")
+    assert not any("model" in k for k in store.list("open", ""))
+    codebook = store.get_bytes("open", f"{prefix}/codebook.md").decode()
+    assert "`schooladvies`" in codebook and "advice_gap" in codebook
+    audit = [json.loads(store.get_bytes("audit", k)) for k in store.list("audit", "twin-test/")]
+    assert {"read", "write", "release"} <= {a["action"] for a in audit}
+
+    again = run_synthesize(_event(tmp_path), store)  # same seed, same table: same version
+    assert again.version == out.version
+    assert len({k.split("/")[2] for k in store.list("open", "twins/twin-test/")}) == 1
+
+
+def test_failed_gate_publishes_nothing_and_names_the_check(tmp_path, store, linked):
+    from flows.synthesize import run_synthesize
+
+    with pytest.raises(TwinError, match=r"quality FAILED: 0\.\d+ \(required >= 0\.99\)"):
+        run_synthesize(_event(tmp_path, thresholds={"min_quality": 0.99}), store)
+    assert store.list("open", "") == []
+    assert not store.list("secure", "twin-test/models/")
+
+
+def test_missing_linked_table_is_a_user_error(tmp_path, store):
+    from flows.synthesize import run_synthesize
+
+    with pytest.raises(TwinError, match=r"run `hackgap link .*` first"):
+        run_synthesize(_event(tmp_path), store)
