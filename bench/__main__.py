@@ -25,7 +25,9 @@ console = Console()
 
 
 def _modules(selected: list[str]) -> list[str]:
-    names = sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
+    names = sorted(
+        m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_")
+    )
     if selected:
         names = [n for n in names if n in selected or n.removeprefix("bench_") in selected]
     return names
