@@ -7,12 +7,16 @@ never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # libraries' progress bars; the CLI shows its own
 
 import typer
 from rich.console import Console
 
 from flows.commands import challenge, demo, event, link, services, synthesize
+from flows.runtime import is_user_error
 
 app = typer.Typer(
     name="hackgap",
@@ -31,10 +35,6 @@ app.command("synthesize")(synthesize.synthesize)
 app.add_typer(challenge.app, name="challenge")
 
 err_console = Console(stderr=True)
-
-
-def is_user_error(exc: BaseException) -> bool:
-    return bool(getattr(type(exc), "hackgap_user_error", False))
 
 
 def main() -> None:

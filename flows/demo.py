@@ -78,8 +78,8 @@ def run_demo(directory: Path, *, persons: int, seed: int, console: Console) -> N
     from flows import services
     from flows.commands.link import link
     from flows.commands.synthesize import synthesize
-    from flows.ingest import ingest_flow
     from flows.objectstore import ObjectStore
+    from flows.runtime import quiet_console, use_services
 
     directory = directory.resolve()
     console.rule("[bold]1. event")
@@ -93,15 +93,21 @@ def run_demo(directory: Path, *, persons: int, seed: int, console: Console) -> N
     event_dir = load_event(directory)
 
     console.rule("[bold]3. services")
+    quiet_console()
     with console.status("starting the object store and the Prefect server (about 20-60 s)…"):
         state = services.up(event_dir.workdir)
-    os.environ.update(services.service_env(event_dir.workdir))
+    use_services(event_dir.workdir)
+    quiet_console()  # again: Prefect re-reads its logging set-up with the new settings
     store = ObjectStore.for_workdir(event_dir.workdir)
+    for note in state.notes:
+        console.print(note)
     console.print(
         f"object store {state.s3.endpoint} ({state.s3.kind}); Prefect {state.prefect.ui_url}"
     )
 
     console.rule("[bold]4. ingest into the secure bucket")
+    from flows.ingest import ingest_flow
+
     uploaded = ingest_flow(str(directory))
     changed = [u for u in uploaded if u.get("uploaded")]
     console.print(f"{len(changed)} of {len(uploaded)} source files uploaded (the rest unchanged)")

@@ -1,0 +1,70 @@
+"""`hackgap demo` on a small invented city: the main job end to end, twice.
+
+Runs the real CLI in a subprocess (its own object store and Prefect server), then
+checks what an organiser would look at: the summary, the buckets, the released twin,
+and that a second run re-uses what is there instead of redoing it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows import services
+from flows.objectstore import ObjectStore
+
+pytestmark = [pytest.mark.slow, pytest.mark.services]
+
+PERSONS = "12000"
+
+
+def _hackgap(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        check=False,
+        timeout=1200,
+    )
+
+
+@pytest.fixture
+def demo_dir(tmp_path):
+    directory = tmp_path / "demo"
+    yield directory
+    services.down(directory / ".hackgap")
+
+
+def test_demo_runs_end_to_end_and_reruns(demo_dir: Path):
+    env = {"PREFECT_API_URL": ""}  # the demo must use its own services, not the test session's
+    first = _hackgap("demo", str(demo_dir), "--persons", PERSONS, "--seed", "5", env=env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    out = first.stdout
+    assert "event directory" in out and str(demo_dir.resolve()) in out
+    assert "S3 endpoint" in out and "Prefect UI" in out
+    for bucket in ("secure", "open", "submissions", "audit"):
+        assert bucket in out
+
+    store = ObjectStore.for_workdir(demo_dir / ".hackgap")
+    secure = store.list("secure")
+    assert any(k.endswith("/sources/duo_onderwijs.csv") for k in secure)
+    assert any(k.endswith("/linked/analysis.parquet") for k in secure)
+    released = [k for k in store.list("open") if k.endswith("/_COMPLETE")]
+    assert released, "no twin was released to the open bucket"
+    twin_prefix = released[0].removesuffix("/_COMPLETE")
+    for name in ("twin.parquet", "twin.csv", "codebook.md", "report.html"):
+        assert store.exists("open", f"{twin_prefix}/{name}")
+    # No source extract and no linked table ever lands in the open bucket.
+    assert not any("sources/" in k or "linked/" in k for k in store.list("open"))
+    assert store.list("audit"), "secure-zone access left no audit lines"
+
+    second = _hackgap("demo", str(demo_dir), "--persons", PERSONS, "--seed", "5", env=env)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "Re-using" in second.stdout
+    assert "0 of 4 source files uploaded" in second.stdout
+    assert "object store was already running" in second.stdout
