@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.event import EventDir, Sources, load_event
 from flows.objectstore import ObjectStore, sha256_file
+from flows.pipeline.audit import AuditLog
 
 BUCKET = "secure"
 log = logging.getLogger("hackgap.ingest")
@@ -55,8 +56,10 @@ def ingest_sources(event_dir: EventDir | Path, store: ObjectStore) -> list[dict[
         return records
     # Readers ignore the prefix while it has no _COMPLETE, so retract it before changing files.
     store.remove(BUCKET, f"{prefix}/_COMPLETE")
+    audit = AuditLog(store, event_dir.event.name, stage="ingest")
     for record in changed:
         store.put_file(BUCKET, record["key"], event_dir.source_path(record["source"]))
+        audit.record("write", BUCKET, record["key"], record["sha256"], record["size"])
         log.info(
             "ingest %s: uploaded %s (%d bytes, sha256 %s)",
             prefix,

@@ -13,6 +13,7 @@ import pytest
 from flows.event import load_event, render_event_yaml
 from flows.ingest import ingest_flow, ingest_sources
 from flows.objectstore import ObjectStore
+from flows.pipeline.audit import read_audit
 
 pytestmark = pytest.mark.services
 CONTENTS = {
@@ -47,6 +48,9 @@ def test_ingest_uploads_all_sources_with_hashes_and_complete(store: ObjectStore,
         assert store.stat("secure", f"{prefix}/{name}").sha256 == hashlib.sha256(data).hexdigest()
     manifest = store.read_manifest("secure", prefix)
     assert manifest["event"] == "my-event" and set(manifest["files"]) == set(CONTENTS)
+    audited = read_audit(store, "my-event")
+    assert sorted(e["object"] for e in audited) == sorted(f"secure/{prefix}/{n}" for n in CONTENTS)
+    assert {e["action"] for e in audited} == {"write"} and all(e["sha256"] for e in audited)
 
 
 def test_second_ingest_uploads_nothing(store: ObjectStore, event, monkeypatch) -> None:
