@@ -32,13 +32,29 @@ DEFAULT_FILES = {"brief": "brief.md", "notebook": "starter.ipynb"}
 
 @dataclass(frozen=True)
 class FidelityCheck:
-    """A statistic the twin must preserve: |twin value - real value| <= tolerance."""
+    """A statistic the twin must preserve: |twin value - real value| <= allowed(rows).
+
+    `tolerance` holds at `reference_rows` analysis-table rows (the size it was calibrated
+    at); a smaller table has more sampling noise, so `allowed` widens it by
+    sqrt(reference_rows / rows). None: the tolerance holds at any size.
+    """
 
     name: str
     statistic: str
     params: dict
     tolerance: float
     description: str
+    reference_rows: int | None = None
+
+    def allowed(self, rows: int) -> float:
+        """The tolerance for a real table of `rows` rows: sampling noise grows as 1/sqrt(n).
+
+        `rows` is the whole analysis table's row count, not the rows the statistic selects
+        (those shrink in the same proportion, so the ratio is the same in expectation).
+        """
+        if not self.reference_rows or rows <= 0:
+            return self.tolerance
+        return self.tolerance * max(1.0, math.sqrt(self.reference_rows / rows))
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -307,6 +323,7 @@ def _build(data: dict[str, Any], directory: Path) -> Pack:
                 params=dict(c["params"]),
                 tolerance=float(c["tolerance"]),
                 description=c["description"].strip(),
+                reference_rows=data.get("tolerance_reference_rows"),
             )
             for c in data["fidelity"]
         ),

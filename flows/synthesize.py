@@ -69,6 +69,8 @@ def twin_settings(event_dir: EventDir) -> TwinSettings:
         synthesizer=twin.synthesizer,
         seed=event_dir.event.seed,
         epochs=twin.epochs,
+        min_leaf=twin.min_leaf,
+        max_depth=twin.max_depth,
         rows=twin.rows,
         thresholds=Thresholds(**twin.thresholds.model_dump()),
     )

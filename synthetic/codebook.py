@@ -18,6 +18,11 @@ from synthetic.schema import TableSchema
 from synthetic.settings import TwinSettings
 
 _HOW = {
+    "cart": (
+        "sequential CART (R synthpop's method): one scikit-learn decision tree per column in"
+        " a visit sequence, each value drawn from a real donor in a leaf of at least"
+        " {min_leaf} people, numbers smoothed within the leaf's range"
+    ),
     "gaussian_copula": "SDV 2.0 GaussianCopulaSynthesizer, one per stratum of {strata}",
     "ctgan": "SDV 2.0 CTGANSynthesizer ({epochs} epochs)",
     "tvae": "SDV 2.0 TVAESynthesizer ({epochs} epochs)",
@@ -45,7 +50,14 @@ def render_codebook(
 ) -> str:
     """The codebook as Markdown."""
     strata = " x ".join(settings.stratify_by) or "the whole table"
-    how = _HOW[settings.synthesizer].format(strata=strata, epochs=settings.epochs)
+    how = _HOW[settings.synthesizer].format(
+        strata=strata, epochs=settings.epochs, min_leaf=settings.min_leaf
+    )
+    keeps = (
+        "a buurt is only drawn within its wijk"
+        if settings.synthesizer == "cart"
+        else "buurt always lies in its wijk (sdv.cag.FixedCombinations)"
+    )
     lines = [
         f"# Synthetic twin `{event}` {version}",
         "",
@@ -61,7 +73,7 @@ def render_codebook(
         " ('other' for categories, the nearest level for ordered ones) and numbers were"
         " top/bottom coded at the 10th smallest/largest value.",
         "- Area figures (CBS buurt/wijk statistics) are looked up from the area code, so they are"
-        " consistent with it; buurt always lies in its wijk (sdv.cag.FixedCombinations).",
+        f" consistent with it; {keeps}.",
         "- Rows equal to a real row, or whose coarsened birth year, sex, wijk and school match"
         f" fewer than {settings.thresholds.k_anonymity} real pupils, were drawn again.",
         "",
@@ -110,19 +122,21 @@ def render_codebook(
         "## Fidelity: challenge statistics",
         "",
         "Each statistic a challenge rests on was computed on the real table and on this twin;"
-        " the twin is released only if every one is within its tolerance.",
+        " the twin is released only if every one is within its tolerance. A tolerance is set"
+        " for the table size the challenge was calibrated at; on a smaller table it is widened"
+        " by sqrt(calibration rows / rows), because sampling noise alone exceeds it there.",
         "",
-        "| challenge | statistic | on the twin | within | result |",
-        "|---|---|---|---|---|",
+        "| challenge | statistic | on the twin | within | tolerance (calibrated) | result |",
+        "|---|---|---|---|---|---|",
     ]
     for f in gate.fidelity:
         twin_value = "n/a" if f.twin is None else f"{f.twin:.3f}"
         lines.append(
-            f"| {f.challenge} | {f.name}: {f.description} | {twin_value} | ±{f.tolerance:g} |"
-            f" {'pass' if f.passed else 'FAIL'} |"
+            f"| {f.challenge} | {f.name}: {f.description} | {twin_value} | ±{f.limit:.3g} |"
+            f" ±{f.tolerance:g} | {'pass' if f.passed else 'FAIL'} |"
         )
     if not gate.fidelity:
-        lines.append("| (no challenge declared a statistic) | | | | |")
+        lines.append("| (no challenge declared a statistic) | | | | | |")
     for key, value in (extra or {}).items():
         lines.append(f"\n{key}: {value}")
     return "\n".join(lines) + "\n"

@@ -2,6 +2,9 @@
 
 The overall SDMetrics score can stay high while the one gradient a challenge is about is
 gone; so every declared statistic must land within its challenge's absolute tolerance.
+A statistic cannot be kept more precisely than its own sampling noise: a check calibrated
+at a larger table (its `allowed(rows)`, see challenges/pack.py) widens its tolerance by
+sqrt(reference rows / rows of the real table) on a smaller one.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ class Check(Protocol):
     def compute(self, df: pd.DataFrame) -> float: ...
 
 
+def allowed_tolerance(check: Any, rows: int) -> float:
+    """The check's tolerance at `rows` real rows (its `allowed`, else the plain tolerance)."""
+    allowed = getattr(check, "allowed", None)
+    return float(allowed(rows)) if callable(allowed) else float(check.tolerance)
+
+
 @dataclass(frozen=True)
 class FidelityResult:
     challenge: str
@@ -32,6 +41,12 @@ class FidelityResult:
     real: float | None
     twin: float | None
     error: str = ""
+    allowed: float | None = None  # the tolerance at this table's size; None: `tolerance`
+
+    @property
+    def limit(self) -> float:
+        """What |twin - real| is held to."""
+        return self.tolerance if self.allowed is None else self.allowed
 
     @property
     def difference(self) -> float | None:
@@ -42,7 +57,7 @@ class FidelityResult:
     @property
     def passed(self) -> bool:
         diff = self.difference
-        return diff is not None and diff == diff and diff <= self.tolerance
+        return diff is not None and diff == diff and diff <= self.limit
 
 
 def _compute(check: Any, df: pd.DataFrame) -> tuple[float | None, str]:
@@ -56,7 +71,7 @@ def _compute(check: Any, df: pd.DataFrame) -> tuple[float | None, str]:
 def evaluate_fidelity(
     real: pd.DataFrame, twin: pd.DataFrame, checks: Mapping[str, Sequence[Check]]
 ) -> list[FidelityResult]:
-    """Every check of every challenge on both tables."""
+    """Every check of every challenge on both tables, tolerances at the real table's size."""
     results = []
     for challenge, items in checks.items():
         for check in items:
@@ -74,6 +89,7 @@ def evaluate_fidelity(
                     real=real_value,
                     twin=twin_value,
                     error=error,
+                    allowed=allowed_tolerance(check, len(real)),
                 )
             )
     return results

@@ -5,7 +5,8 @@ went from 0.65 vs 0.32 to 0.45 vs 0.32 even with ordinals declared). Fitting one
 stratum of the conditioning variables (income group x wijk SES tertile by default) keeps
 the between-strata differences exactly in expectation and the within-stratum ones as far as
 a copula can. Strata smaller than `stratum_min_rows` are pooled, so no model is fitted on a
-handful of people. CTGAN/TVAE learn conditionals themselves and get one model.
+handful of people. CTGAN/TVAE learn conditionals themselves and get one model, and so does
+sequential CART (synthetic/cart.py), whose trees condition every column on the ones before.
 The fitted models can memorise: they are secure-zone objects (pickle them, never publish).
 """
 
@@ -21,6 +22,7 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 
+from synthetic.cart import CartSynthesizer
 from synthetic.metadata import build_metadata, constraints
 from synthetic.prepare import Coarsening
 from synthetic.schema import TableSchema
@@ -128,6 +130,20 @@ def fit_twin(
     progress: Callable[[str], None] | None = None,
 ) -> FittedTwin:
     """Fit one synthesizer per stratum on `frame` (the coarsened, fit-ready real rows)."""
+    if settings.synthesizer == "cart":
+        if progress:
+            progress(f"fitting sequential CART ({len(frame)} rows, {frame.shape[1]} columns)")
+        cart = CartSynthesizer(
+            schema,
+            info,
+            seed=settings.seed,
+            min_leaf=settings.min_leaf,
+            max_depth=settings.max_depth,
+            visit_first=settings.visit_first,
+            visit_last=settings.visit_last,
+            hierarchies=settings.hierarchies,
+        ).fit(frame)
+        return FittedTwin([Stratum(REST, len(frame), cart)], list(frame.columns), "cart")
     metadata = build_metadata(schema, frame, info)
     strata = []
     for i, label in enumerate(sorted(labels.unique())):

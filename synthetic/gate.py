@@ -28,6 +28,8 @@ from synthetic.quality import Quality, evaluate
 from synthetic.schema import TableSchema
 from synthetic.settings import TwinSettings
 
+DISCLOSURE_MARGIN = 0.02  # ~3 SDs of the score's sampling noise at 5,000 rows (measured)
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -197,13 +199,25 @@ def run_gate(ctx: GateContext, twin: pd.DataFrame, quality: bool = True) -> Gate
         scores = disclosure_protection(
             ctx.coarse, twin_plain, known, sensitive, numerical, s.disclosure_rows, s.seed
         )
-        worst = min(scores, key=scores.get)
+        # The same attack with the holdout (real people the model never saw) as the "twin":
+        # what any faithful release of this population discloses. Where the population's
+        # own structure (e.g. background by wijk) already lies below the threshold, the
+        # twin is held to that level instead, less a margin for sampling noise.
+        reference = disclosure_protection(
+            train, holdout, known, sensitive, numerical, s.disclosure_rows, s.seed
+        )
+        needed = {
+            c: min(t.disclosure_protection_min, reference[c] - DISCLOSURE_MARGIN) for c in sensitive
+        }
+        worst = min(scores, key=lambda c: scores[c] - needed[c])
         result.checks.append(
-            _ratio_check(
+            CheckResult(
                 "disclosure protection",
+                all(scores[c] >= needed[c] for c in sensitive),
                 scores[worst],
-                t.disclosure_protection_min,
-                ", ".join(f"{c}: {v:.3f}" for c, v in scores.items()),
+                f">= {t.disclosure_protection_min:g} or the holdout's score - "
+                f"{DISCLOSURE_MARGIN:g}",
+                ", ".join(f"{c}: {v:.3f} (holdout {reference[c]:.3f})" for c, v in scores.items()),
             )
         )
     if quality:
@@ -228,8 +242,13 @@ def run_gate(ctx: GateContext, twin: pd.DataFrame, quality: bool = True) -> Gate
                 f"fidelity {f.challenge}/{f.name}",
                 f.passed,
                 float("nan") if diff is None else diff,
-                f"|twin - real| <= {f.tolerance:g}",
-                f.error,
+                f"|twin - real| <= {f.limit:.3g}",
+                f.error
+                or (
+                    f"tolerance {f.tolerance:g} widened for {len(ctx.real):,} rows"
+                    if f.limit > f.tolerance
+                    else ""
+                ),
             )
         )
     return result

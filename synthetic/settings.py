@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from synthetic.errors import TwinError
 
-SYNTHESIZERS = ("gaussian_copula", "ctgan", "tvae")
+SYNTHESIZERS = ("cart", "gaussian_copula", "ctgan", "tvae")
 
 
 @dataclass(frozen=True)
@@ -41,15 +41,25 @@ class TwinSettings:
     `stratum_bins` groups) so gradients across them survive; `area_attributes` are public
     area figures re-attached from the area code after sampling (they are functions of the
     area, so sampling them would only break that); `hierarchies` are kept as fixed
-    combinations (sdv.cag.FixedCombinations).
+    combinations (sdv.cag.FixedCombinations; cart draws a child within its parent).
+
+    cart (synthetic/cart.py): `visit_first` columns are synthesised first (the conditioning
+    variables; wijk first so its SES figures condition everything after it), the rest in
+    schema order, `visit_last` at the end (many-valued identifiers and noise, drawn given
+    everything but predicting nothing); every tree leaf holds at least `min_leaf` real rows;
+    `max_depth` caps the trees (None: grown until leaves reach `min_leaf`, as synthpop does).
     """
 
-    synthesizer: str = "gaussian_copula"
+    synthesizer: str = "cart"
     seed: int = 20261126
     epochs: int = 300
     distribution: str = "beta"
     rows: int | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
+    min_leaf: int = 10
+    max_depth: int | None = None
+    visit_first: tuple[str, ...] = ("wijk_code", "inkomen_decile", "migratieachtergrond")
+    visit_last: tuple[str, ...] = ("vsv", "geboortemaand", "po_brin", "buurt_code")
     stratify_by: tuple[str, ...] = (
         "present:schooladvies",
         "present:mbo_niveau",
@@ -83,5 +93,12 @@ class TwinSettings:
             )
         if self.epochs < 1:
             raise TwinError("twin.epochs: must be at least 1; set it to e.g. 300.")
+        if self.min_leaf < 5:
+            raise TwinError(
+                "twin.min_leaf: must be at least 5 (each value is drawn from that many real "
+                "people); set it to 10."
+            )
+        if self.max_depth is not None and self.max_depth < 1:
+            raise TwinError("twin.max_depth: must be at least 1; leave it out for no cap.")
         if self.rows is not None and self.rows < 1:
             raise TwinError("twin.rows: must be at least 1; leave it out to match the real table.")

@@ -99,7 +99,9 @@ def test_doorstroom_recovers_who_goes_missing_and_who_goes_to_hbo(demo, effects)
 
 
 def test_erasing_an_effect_fails_the_check(demo):
-    """A twin that keeps the margins but breaks the income-advice link fails the gate checks."""
+    """A twin that keeps the margins but breaks the income-advice link fails the gate checks,
+    even with the tolerance widened for this table's size (~11,000 of the 44,424 pupils the
+    tolerances were calibrated at: about twice as wide)."""
     pack = load_pack("advieskloof")
     shuffled = demo.copy()
     shuffled["inkomen_decile"] = (
@@ -107,4 +109,5 @@ def test_erasing_an_effect_fails_the_check(demo):
     )
     for name in ("havo_plus_gap_income", "advice_income_logit"):
         check = next(c for c in pack.fidelity if c.name == name)
-        assert abs(check.compute(shuffled) - check.compute(demo)) > check.tolerance
+        assert check.allowed(len(demo)) > 1.9 * check.tolerance
+        assert abs(check.compute(shuffled) - check.compute(demo)) > check.allowed(len(demo))

@@ -203,7 +203,8 @@ def test_the_minimal_fixture_is_valid(analysis_columns):
         (
             lambda d: d.update(colour="blue"),
             "challenge 'ok-minimal', challenge.yaml: unknown key(s) colour; remove them or use "
-            "one of id, version, title, question, datasets, columns, key_statistic, fidelity, "
+            "one of id, version, title, question, datasets, columns, key_statistic, "
+            "tolerance_reference_rows, fidelity, "
             "rubric, output_rules, files.",
         ),
         (

@@ -44,7 +44,7 @@ def test_template_is_a_valid_event(tmp_path):
     ev = event_dir.event
     assert ev.name == "test-event"
     assert [t.name for t in ev.teams] == ["team-noord", "team-zuid"]
-    assert ev.twin.synthesizer == "gaussian_copula"
+    assert ev.twin.synthesizer == "cart"
     assert event_dir.source_path("school") == (tmp_path / "sources" / "duo_onderwijs.csv").resolve()
     assert event_dir.workdir == (tmp_path / ".hackgap").resolve()
 
@@ -79,7 +79,7 @@ def test_unknown_synthesizer_lists_the_choices():
     data["twin"]["synthesizer"] = "magic"
     (problem,) = _problems(data)
     assert problem.startswith("twin.synthesizer: ")
-    assert "gaussian_copula" in problem and "'magic'" in problem
+    assert "cart" in problem and "gaussian_copula" in problem and "'magic'" in problem
 
 
 def test_deadline_before_start():

@@ -110,6 +110,12 @@ class AdviceGap:
     name: str = "advice_gap"
     tolerance: float = 0.08
     description: str = "havo+ advice share, high minus low income"
+    reference_rows: int | None = None  # as a pack's check: tolerance calibrated at this size
+
+    def allowed(self, rows: int) -> float:
+        if not self.reference_rows:
+            return self.tolerance
+        return self.tolerance * max(1.0, (self.reference_rows / rows) ** 0.5)
 
     def compute(self, df: pd.DataFrame) -> float:
         decile = pd.to_numeric(df["inkomen_decile"].astype(object), errors="coerce")

@@ -13,9 +13,15 @@ from synthetic.settings import TwinSettings
 pytestmark = pytest.mark.slow
 
 
+# At 3,000 rows, CART with the defaults (leaves >= 10, no depth cap) sits at the DCR limit
+# (54-57% of twin rows closer to training than to holdout, measured over seeds); bigger,
+# shallower trees keep it inside (53-55%) and still keep the gradient.
+SMALL = TwinSettings(seed=5, min_leaf=20, max_depth=6)
+
+
 @pytest.fixture(scope="module")
 def build(schema, small_table, advice_gap):
-    return make_twin(small_table, schema, TwinSettings(seed=5), {"advieskloof": [advice_gap]})
+    return make_twin(small_table, schema, SMALL, {"advieskloof": [advice_gap]})
 
 
 def test_twin_passes_gate_and_keeps_the_gradient(build, small_table, advice_gap):
@@ -47,15 +53,29 @@ def test_no_twin_row_equals_a_real_row(build):
 
 
 def test_same_seed_same_twin_other_seed_other_twin(schema, small_table, build, advice_gap):
-    again = make_twin(small_table, schema, TwinSettings(seed=5), {"advieskloof": [advice_gap]})
+    again = make_twin(small_table, schema, SMALL, {"advieskloof": [advice_gap]})
     pd.testing.assert_frame_equal(again.twin, build.twin)
     other = make_twin(small_table.head(1500), schema, TwinSettings(seed=6))
     assert not other.twin.head(100).equals(build.twin.head(100))
 
 
+def test_default_is_sequential_cart_in_one_model(build):
+    assert build.fitted.synthesizer == "cart" and len(build.fitted.strata) == 1
+
+
 def test_strata_pool_small_groups(schema, small_table, build):
-    labels = stratum_labels(build.context.coarse, schema, TwinSettings(stratum_min_rows=300))
-    assert labels.value_counts().min() >= 300
+    settings = TwinSettings(synthesizer="gaussian_copula", stratum_min_rows=300)
+    labels = stratum_labels(build.context.coarse, schema, settings)
+    assert labels.nunique() > 1 and labels.value_counts().min() >= 300
+
+
+def test_gaussian_copula_stays_selectable_and_seeded(schema, small_table):
+    settings = TwinSettings(synthesizer="gaussian_copula", seed=3, stratum_min_rows=600)
+    a = make_twin(small_table.head(1200), schema, settings)
+    b = make_twin(small_table.head(1200), schema, settings)
+    assert a.fitted.synthesizer == "gaussian_copula"
+    pd.testing.assert_frame_equal(a.twin, b.twin)
+    assert str(a.twin["vsv"].dtype) == "boolean" and a.twin["schooladvies"].cat.ordered
 
 
 def test_ctgan_is_seeded_too(schema, small_table):
