@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -10,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.event import load_event
+from flows.runtime import run_stage
 
 console = Console()
 
@@ -21,31 +21,14 @@ def synthesize(
     ),
 ) -> None:
     """Fit the synthetic twin and release it if every gate passes."""
-    from flows import services
-    from flows.objectstore import ObjectStore
-
     event_dir = load_event(directory)
-    os.environ.update(services.service_env(event_dir.workdir))
-    store = ObjectStore.for_workdir(event_dir.workdir)
-    store.ping()
-
-    import flows.synthesize as stage
-
-    use_prefect = not no_prefect and bool(os.environ.get("PREFECT_API_URL"))
-    with console.status("synthesizing…") as status:
-
-        def show(step: str) -> None:
-            status.update(f"synthesize: {step}…")
-            console.log(step)
-
-        stage.progress_hook = show
-        try:
-            if use_prefect:
-                summary = stage.synthesize_flow(str(event_dir.root))
-            else:
-                summary = stage.run_synthesize(event_dir, store, progress=show).summary()
-        finally:
-            stage.progress_hook = None
+    summary, use_prefect = run_stage(
+        event_dir,
+        module="flows.synthesize",
+        label="synthesize",
+        console=console,
+        no_prefect=no_prefect,
+    )
 
     table = Table(title=f"twin {summary['version']} released", show_header=True)
     for col in ("check", "figure", "required", "result"):

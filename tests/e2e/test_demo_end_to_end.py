@@ -1,4 +1,4 @@
-"""`hackgap demo` on a small invented city: the main job end to end, twice.
+"""`hackgap demo` exactly as `make demo` runs it (235,000 invented persons), twice.
 
 Runs the real CLI in a subprocess (its own object store and Prefect server), then
 checks what an organiser would look at: the summary, the buckets, the released twin,
@@ -18,9 +18,6 @@ from flows import services
 from flows.objectstore import ObjectStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
-
-PERSONS = "12000"
-
 
 def _hackgap(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -42,7 +39,7 @@ def demo_dir(tmp_path):
 
 def test_demo_runs_end_to_end_and_reruns(demo_dir: Path):
     env = {"PREFECT_API_URL": ""}  # the demo must use its own services, not the test session's
-    first = _hackgap("demo", str(demo_dir), "--persons", PERSONS, "--seed", "5", env=env)
+    first = _hackgap("demo", str(demo_dir), env=env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     out = first.stdout
     assert "event directory" in out and str(demo_dir.resolve()) in out
@@ -63,7 +60,7 @@ def test_demo_runs_end_to_end_and_reruns(demo_dir: Path):
     assert not any("sources/" in k or "linked/" in k for k in store.list("open"))
     assert store.list("audit"), "secure-zone access left no audit lines"
 
-    second = _hackgap("demo", str(demo_dir), "--persons", PERSONS, "--seed", "5", env=env)
+    second = _hackgap("demo", str(demo_dir), env=env)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "Re-using" in second.stdout
     assert "0 of 4 source files uploaded" in second.stdout
