@@ -13,10 +13,15 @@ python_env() {
     local py
     py=$(command -v python3.11 || command -v python3)
     [[ -x .venv/bin/python ]] || "$py" -m venv .venv
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    echo "Installing pinned Python packages into .venv (first run takes about 2 minutes)..."
-    .venv/bin/python -m pip install --quiet -r requirements.lock
-    .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+    echo "Installing pinned Python packages into .venv (first run takes about 2-3 minutes)..."
+    local log=.venv/install.log
+    if ! { .venv/bin/python -m pip install --upgrade pip \
+        && .venv/bin/python -m pip install -r requirements.lock \
+        && .venv/bin/python -m pip install --no-deps --no-build-isolation -e .; } >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        echo "pip install failed; the whole log is in $log" >&2
+        exit 1
+    fi
     touch "$stamp"
 }
 

@@ -31,11 +31,18 @@ def synthesize(
     )
 
     table = Table(title=f"twin {summary['version']} released", show_header=True)
-    for col in ("check", "figure", "required", "result"):
-        table.add_column(col)
+    table.add_column("check", no_wrap=True)
+    table.add_column("figure", justify="right")
+    table.add_column("required", overflow="fold", max_width=22)
+    table.add_column("result")
     for c in summary["checks"]:
-        figure = "-" if c["name"].startswith("fidelity ") else f"{c['value']:.4g}"
-        table.add_row(c["name"], figure, c["threshold"], "pass" if c["passed"] else "FAIL")
+        name, required = c["name"], c["threshold"]
+        if name.startswith("fidelity "):  # the real statistic itself is never shown
+            name, figure = name.removeprefix("fidelity "), "-"
+            required = required.replace("|twin - real| <= ", "± ")
+        else:
+            figure = f"{c['value']:.4g}"
+        table.add_row(name, figure, required, "pass" if c["passed"] else "FAIL")
     console.print(table)
     console.print(
         f"published {summary['prefix']}/ (twin.parquet, twin.csv, codebook.md, report.html)"
