@@ -32,6 +32,15 @@ def _svg(fig) -> str:
     return text[text.index("<svg") :]
 
 
+def _label(value) -> str | None:
+    """One label per category whatever the dtype: 5, 5.0 and "5" are the same level."""
+    if value is None or pd.isna(value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _counts(real: pd.Series, twin: pd.Series, spec, info: Coarsening):
     if spec.type == "numerical":
         t = pd.to_numeric(twin, errors="coerce").dropna()
@@ -42,9 +51,9 @@ def _counts(real: pd.Series, twin: pd.Series, spec, info: Coarsening):
         tc, _ = np.histogram(t, edges)
         labels = [f"{e:g}" for e in edges[:-1]]
     else:
-        levels = [str(v) for v in info.allowed.get(spec.name, [])]
-        r = real.astype(object).map(lambda v: None if v is None or pd.isna(v) else str(v))
-        t = twin.astype(object).map(lambda v: None if v is None or pd.isna(v) else str(v))
+        levels = [_label(v) for v in info.allowed.get(spec.name, [])]
+        r = real.astype(object).map(_label)
+        t = twin.astype(object).map(_label)
         rc = np.array([(r == v).sum() for v in levels])
         tc = np.array([(t == v).sum() for v in levels])
         labels = levels

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 # Link outcomes per school row (column `link_status`).
 EXACT = "exact"
@@ -106,15 +107,51 @@ def to_dates(values: pd.Series) -> pd.Series:
 
 def unique_persons(persons: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Register rows with one row per person number (first kept); also the duplicates dropped."""
-    dup = persons["bsn"].notna() & persons["bsn"].duplicated(keep="first")
+    keys = pa.table({"k": _arrow_keys(persons["bsn"])})
+    if len(persons) and _duck("SELECT count(k) = count(DISTINCT k) FROM t", t=keys)[0]:
+        dup = np.zeros(len(persons), dtype=bool)  # the usual case, counted in parallel
+    else:
+        dup = (persons["bsn"].notna() & persons["bsn"].duplicated(keep="first")).to_numpy()
     return persons[~dup], int(dup.sum())
+
+
+def _duck(sql: str, **tables: pa.Table) -> np.ndarray:
+    """The first column of a DuckDB query over Arrow tables, as numpy (keys stay in memory)."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_progress_bar = false")
+        for name, table in tables.items():
+            con.register(name, table)
+        return con.sql(sql).to_arrow_table().column(0).to_numpy()
+    finally:
+        con.close()
+
+
+def _arrow_keys(values: pd.Series) -> pa.ChunkedArray | pa.Array:
+    """The Arrow strings behind a key column (zero-copy for string[pyarrow])."""
+    arr = pa.array(values, from_pandas=True)
+    return arr if pa.types.is_large_string(arr.type) else arr.cast(pa.large_string())
+
+
+def key_isin(values: pd.Series, keys: pd.Series) -> np.ndarray:
+    """Which `values` occur among the non-null `keys`, as a numpy bool array (missing: False).
+
+    A DuckDB hash join: pandas' isin on Arrow strings builds its value set in Python, and
+    Arrow's is_in is single-threaded.
+    """
+    out = np.zeros(len(values), dtype=bool)
+    if len(values) == 0 or not keys.notna().any():
+        return out
+    q = pa.table({"k": _arrow_keys(values), "j": pa.array(np.arange(len(values)))})
+    p = pa.table({"k": _arrow_keys(keys)})
+    out[_duck("SELECT j FROM q WHERE k IN (SELECT k FROM p)", q=q, p=p)] = True
+    return out
 
 
 def exact_link(school: pd.DataFrame, persons: pd.DataFrame) -> tuple[pd.DataFrame, ExactStats]:
     """Link rows whose pseudonymised person number is in the register; mark the rest."""
-    keys = pd.Index(persons["bsn"].dropna().unique())
     has_bsn = school["bsn"].notna().to_numpy()
-    found = has_bsn & school["bsn"].isin(keys).to_numpy()
+    found = has_bsn & key_isin(school["bsn"], persons["bsn"])
     out = school.copy(deep=False)
     out["person_key"] = school["bsn"].where(found)
     out["link_method"] = pd.Series(np.where(found, EXACT, None), index=school.index, dtype=object)
@@ -356,7 +393,7 @@ def probabilistic_link(
     pool_features = _features(pool, pdob[in_pool], normalise_postcode(pool["postcode"]))
     pool_features["unique_id"] = np.arange(len(pool), dtype=np.int64)
     taken = out.loc[out["link_method"] == EXACT, "person_key"]
-    is_cand = ~pool["bsn"].isin(pd.Index(taken.unique())).to_numpy()
+    is_cand = ~key_isin(pool["bsn"], taken)
     right = pool_features[is_cand].reset_index(drop=True)
     cand_keys = pool["bsn"].to_numpy()[is_cand]
     right["unique_id"] = np.arange(len(right), dtype=np.int64)

@@ -17,7 +17,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from flows.event import SecureZone
 
@@ -111,33 +114,59 @@ def _key_sql(col: str) -> str:
     return f"CASE WHEN {digits} THEN lpad({norm}, 9, '0') ELSE {norm} END"
 
 
-def pseudonymise_columns(frame: pd.DataFrame, columns: Iterable[str], key: bytes) -> pd.DataFrame:
+def pseudonymise_columns(
+    frame: pd.DataFrame, columns: Iterable[str], key: bytes, *, repeated: bool = False
+) -> pd.DataFrame:
     """Return a copy of `frame` with each of `columns` replaced by its HMAC-SHA256 hex pseudonym.
 
     Missing values stay missing. The key is a bound query parameter, so it appears in
-    no SQL text, log line or error message.
+    no SQL text, log line or error message. `repeated`: values repeat a lot (a pupil has
+    a row per school year), so each distinct value is hashed once.
     """
     cols = [c for c in columns if c in frame.columns]
     out = frame.copy(deep=False)
     if not cols or frame.empty:
         for c in cols:
-            out[c] = pd.Series(pd.NA, index=frame.index, dtype="string")
+            out[c] = pd.Series(pd.NA, index=frame.index, dtype="string[pyarrow]")
         return out
+    src = pa.Table.from_pandas(frame[cols], preserve_index=False)
+    text = all(pa.types.is_string(t) or pa.types.is_large_string(t) for t in src.schema.types)
+    hashed = _hash_distinct(src, key) if repeated and text else _hash(src, key)
+    for c in cols:
+        arr = hashed.column(c).combine_chunks()
+        out[c] = pd.Series(pd.arrays.ArrowStringArray(arr), index=frame.index)
+    return out
+
+
+def _hash(src: pa.Table, key: bytes) -> pa.Table:
+    """HMAC of every column of `src`, in DuckDB; Arrow in, Arrow out (no Python object per
+    value). SELECT without joins or ORDER BY keeps the row order."""
     outer, inner = _pads(key)
     exprs = ", ".join(
         f'sha256($1::BLOB || unhex(sha256($2::BLOB || encode({_key_sql(c)})))) AS "{c}"'
-        for c in cols
+        for c in src.column_names
     )
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
-        con.register("src", frame[cols])
-        hashed = con.execute(f"SELECT {exprs} FROM src", [outer, inner]).df()
+        con.execute("SET preserve_insertion_order = true")
+        con.register("src", src)
+        return con.sql(f"SELECT {exprs} FROM src", params=[outer, inner]).to_arrow_table()
     finally:
         con.close()
-    for c in cols:
-        out[c] = pd.Series(hashed[c].to_numpy(), index=frame.index, dtype="string")
-    return out
+
+
+def _hash_distinct(src: pa.Table, key: bytes) -> pa.Table:
+    """As `_hash`, hashing each distinct text once: a pupil has a row per school year and a
+    parent a row per child, so most person numbers repeat."""
+    arrays = [src.column(c).combine_chunks().cast(pa.large_string()) for c in src.column_names]
+    encoded = pc.dictionary_encode(pa.concat_arrays(arrays))
+    distinct = _hash(pa.table({"v": encoded.dictionary}), key).column("v").combine_chunks()
+    every = pc.take(distinct, encoded.indices)
+    starts = np.cumsum([0] + [len(a) for a in arrays])
+    return pa.table(
+        {c: every.slice(starts[i], len(arrays[i])) for i, c in enumerate(src.column_names)}
+    )
 
 
 def pseudonymise_persons(persons: pd.DataFrame, key: bytes) -> pd.DataFrame:
@@ -152,7 +181,7 @@ def pseudonymise_persons(persons: pd.DataFrame, key: bytes) -> pd.DataFrame:
 
 def pseudonymise_school(school: pd.DataFrame, key: bytes) -> pd.DataFrame:
     """School records with the pupil's person number hashed with the same key."""
-    return pseudonymise_columns(school, ("bsn",), key)
+    return pseudonymise_columns(school, ("bsn",), key, repeated=True)
 
 
 def generalise(table: pd.DataFrame, schema_columns: Iterable[str]) -> pd.DataFrame:

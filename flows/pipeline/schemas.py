@@ -45,15 +45,29 @@ _BSN_WEIGHTS = np.array([9, 8, 7, 6, 5, 4, 3, 2, -1], dtype=np.int64)
 
 def elfproef(values: pd.Series) -> pd.Series:
     """True where a 9-digit number passes the BSN 11-test (all zeros does not)."""
-    text = values.astype(STRING).fillna("")
-    ok = text.str.fullmatch(r"\d{9}").fillna(False).to_numpy(dtype=bool)
-    result = np.zeros(len(text), dtype=bool)
-    if ok.any():
-        joined = "".join(text.to_numpy(dtype=object)[ok]).encode("ascii")
-        digits = np.frombuffer(joined, dtype=np.uint8).reshape(-1, 9).astype(np.int64) - 48
+    arr = _arrow(values)
+    # exactly nine ASCII digits (as the regex \d{9}, without running a regex per value)
+    nine = pc.and_(pc.equal(pc.binary_length(arr), 9), pc.ascii_is_decimal(arr))
+    ok = pc.fill_null(nine, False)
+    result = np.zeros(len(arr), dtype=bool)
+    okn = ok.to_numpy(zero_copy_only=False)
+    if okn.any():
+        nine = pc.filter(arr, ok).combine_chunks()
+        digits = _ascii_digits(nine, 9).astype(np.int64)
         total = digits @ _BSN_WEIGHTS
-        result[ok] = (total % 11 == 0) & (digits.sum(axis=1) > 0)
+        result[okn] = (total % 11 == 0) & (digits.sum(axis=1) > 0)
     return pd.Series(result, index=values.index)
+
+
+def _ascii_digits(arr: pa_.Array, width: int) -> np.ndarray:
+    """(n, width) digit values of n strings of exactly `width` ASCII digits, read from the
+    Arrow buffer directly (no Python string per value)."""
+    offsets_type = np.int64 if pa_.types.is_large_string(arr.type) else np.int32
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=offsets_type)[arr.offset : arr.offset + len(arr) + 1]
+    start, end = int(offsets[0]), int(offsets[-1])
+    data = np.frombuffer(bufs[2], dtype=np.uint8)[start:end]
+    return data.reshape(-1, width) - 48
 
 
 def _arrow(s: pd.Series) -> pa_.ChunkedArray:
@@ -62,17 +76,30 @@ def _arrow(s: pd.Series) -> pa_.ChunkedArray:
     return pc.if_else(pc.equal(arr, ""), None, arr)
 
 
-def _series(arr: pa_.ChunkedArray, like: pd.Series, dtype: str) -> pd.Series:
-    out = pd.Series(pd.arrays.ArrowExtensionArray(arr), index=like.index)
-    return out.astype(dtype)
+def _series(arr: pa_.ChunkedArray | pa_.Array, like: pd.Series, dtype: str) -> pd.Series:
+    """A pandas column of `dtype` built from Arrow data without a Python object per value."""
+    if dtype == STRING:
+        values = pd.arrays.ArrowStringArray(arr)
+    elif dtype == "Int64":
+        values = pd.Int64Dtype().__from_arrow__(arr)
+    elif dtype == "Float64":
+        values = pd.Float64Dtype().__from_arrow__(arr)
+    elif dtype == "boolean":
+        values = pd.BooleanDtype().__from_arrow__(arr)
+    elif dtype == "datetime64[ns]":
+        stamps = pc.cast(arr, pa_.timestamp("ns"))
+        values = stamps.to_numpy(zero_copy_only=False).astype("datetime64[ns]")
+    else:
+        return pd.Series(pd.arrays.ArrowExtensionArray(arr), index=like.index).astype(dtype)
+    return pd.Series(values, index=like.index)
 
 
 def _text(s: pd.Series, decimal: str) -> pd.Series:
-    return s.where(s != "", pd.NA).astype(STRING)
+    return _series(_arrow(s), s, STRING)
 
 
 def _upper(s: pd.Series, decimal: str) -> pd.Series:
-    return _text(s.str.upper(), decimal)
+    return _series(pc.utf8_upper(_arrow(s)), s, STRING)
 
 
 def _bsn(s: pd.Series, decimal: str) -> pd.Series:
@@ -101,15 +128,14 @@ def _number(s: pd.Series, decimal: str) -> pd.Series:
 
 
 def _postcode(s: pd.Series, decimal: str) -> pd.Series:
-    return _text(s.str.replace(" ", "", regex=False).str.upper(), decimal)
+    text = pc.utf8_upper(pc.replace_substring(_arrow(s), " ", ""))
+    return _series(pc.if_else(pc.equal(text, ""), None, text), s, STRING)
 
 
 def _jn(s: pd.Series, decimal: str) -> pd.Series:
-    up = s.str.upper()
-    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
-    out[(up == "J").to_numpy(dtype=bool, na_value=False)] = True
-    out[(up == "N").to_numpy(dtype=bool, na_value=False)] = False
-    return out
+    up = pc.utf8_upper(_arrow(s))
+    no = pc.if_else(pc.equal(up, "N"), False, None)
+    return _series(pc.if_else(pc.equal(up, "J"), True, no), s, "boolean")
 
 
 def _code(prefix: str, digits: int) -> Callable[[pd.Series, str], pd.Series]:
@@ -223,8 +249,12 @@ class FrameSpec:
 
 def _real_date(fmt: str) -> pa.Check:
     def check(s: pd.Series) -> pd.Series:
-        parsed = pd.to_datetime(s.astype(object), format=fmt, errors="coerce")
-        return (s == "") | pd.Series(parsed.notna(), index=s.index)
+        # pandas parses strictly (20230231 is no date; Arrow would roll it over to March);
+        # dates repeat a lot, so each distinct text is parsed once.
+        codes, texts = pd.factorize(s.array)
+        parsed = pd.to_datetime(np.asarray(texts, dtype=object), format=fmt, errors="coerce")
+        real = np.append(np.asarray(parsed.notna()), False)[codes]  # code -1 (missing): False
+        return (s == "") | pd.Series(real, index=s.index)
 
     return pa.Check(check, error="an existing calendar date")
 

@@ -1,30 +1,37 @@
 """Read a delimited extract in chunks into a canonical frame, validating every chunk.
 
 The steps every reader shares: match the file's header to the declared fields
-(explicit mapping from event.yaml first), stream the file through pandas in
-chunks of strings, check the text against the raw schema, convert, drop rejected
-rows, check the canonical schema. Only the current chunk is ever held as text;
-kept columns are compact Arrow strings, so a 2 GB file is not in memory twice.
+(explicit mapping from event.yaml first), stream the file in chunks of strings
+(Arrow's multithreaded CSV parser; pandas' parser whenever Arrow declines a file or a
+check fails, so messages and row numbers are always pandas'), check the text against
+the raw schema, convert, drop rejected rows, check the canonical schema. Only the
+current chunk is ever held as text; kept columns are compact Arrow strings, so a 2 GB
+file is not in memory twice.
 """
 
 from __future__ import annotations
 
+import csv
 import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow as pa_
+import pyarrow.csv as pcsv
 
 from flows.pipeline.detect import DecodedStream, Layout, Where, decoding_error, delimiter_label
 from flows.pipeline.errors import SourceError
 from flows.pipeline.schemas import EMPTY, STRING, FrameSpec
 
-CHUNK_ROWS = 50_000
+CHUNK_ROWS = 50_000  # rows per chunk on the pandas path
+FAST_BLOCK_BYTES = 8 << 20  # bytes per chunk on the Arrow path: bounded memory, few checks
 
 Reject = Callable[[pd.DataFrame], tuple[pd.DataFrame, dict[str, int]]]
 RowLabel = Callable[[int], str]
@@ -210,7 +217,33 @@ def collect(
     row_label: RowLabel = line_label,
     before_error: Callable[[], None] | None = None,
 ) -> Collected:
-    """Validate, convert and concatenate raw string chunks into the canonical frame."""
+    """Validate, convert and concatenate raw string chunks into the canonical frame.
+
+    CsvChunks read through Arrow first; if Arrow declines the file or any check fails, the
+    whole file is read again through pandas, whose messages (and row numbers) are the
+    reference, so the fast path can never change what an organiser is told.
+    """
+    args = (spec, where, mapping, decimal, prepare, reject, row_label, before_error)
+    if not (isinstance(chunks, CsvChunks) and chunks.fast):
+        return _collect(chunks, *args)
+    try:
+        return _collect(chunks, *args)
+    except (SourceError, FastPathDeclined):
+        chunks.fast = False
+        return _collect(chunks, *args)
+
+
+def _collect(
+    chunks: Iterable[pd.DataFrame],
+    spec: FrameSpec,
+    where: Where,
+    mapping: dict[str, str],
+    decimal: str,
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None,
+    reject: Reject | None,
+    row_label: RowLabel,
+    before_error: Callable[[], None] | None,
+) -> Collected:
     raw_schema, schema = spec.raw_schema(), spec.schema()
     frames: list[pd.DataFrame] = []
     rejected: Counter[str] = Counter()
@@ -247,20 +280,98 @@ def collect(
     return Collected(frame, rows, {k: v for k, v in rejected.items() if v})
 
 
-class CsvChunks:
-    """A delimited file streamed through pandas as chunks of Arrow strings.
+class FastPathDeclined(Exception):
+    """Arrow cannot read this file exactly as pandas would; read it through pandas instead."""
 
-    Turns pandas' parser errors, decoding errors and a cut-off last line into
-    one-sentence SourceErrors naming the line.
+
+def _same_as_latin1(block: bytes) -> bool:
+    """No byte in 0x80-0x9F: cp1252 and Latin-1 decode this block to the same text."""
+    return not ((np.frombuffer(block, dtype=np.uint8) & 0xE0) == 0x80).any()
+
+
+class _Utf8Blocks:
+    """The file as blocks of whole lines in UTF-8, for Arrow's CSV parser, read here.
+
+    Everything happens in the calling thread (no Python callbacks from Arrow's threads).
+    UTF-8 files pass through untouched (Arrow checks the UTF-8 itself); cp1252/Latin-1
+    blocks are transcoded strictly. Counts lines and keeps the text after the last
+    newline like `DecodedStream`, so a cut-off last line is found the same way. A byte
+    that does not decode declines the fast path: the pandas path then names it exactly.
     """
 
-    def __init__(self, path: Path, layout: Layout, where: Where, chunk_rows: int | None = None):
+    def __init__(self, raw: BinaryIO, codec: str, block: int):
+        self._raw = raw
+        self._block = block
+        self._codec = codec
+        self._transcode = codec not in ("utf-8", "utf-8-sig")
+        self._tail = b""
+        self.lines_done = 0
+        self.eof = False
+
+    def _utf8(self, data: bytes) -> bytes:
+        if not self._transcode:
+            return data
+        try:
+            if _same_as_latin1(data):  # cp1252 = Latin-1 outside 0x80-0x9F; Latin-1 is faster
+                return data.decode("latin-1").encode("utf-8")
+            return data.decode(self._codec).encode("utf-8")
+        except UnicodeDecodeError:
+            raise FastPathDeclined("decoding") from None
+
+    def __iter__(self) -> Iterator[bytes]:
+        carry = b""
+        while True:
+            block = self._raw.read(self._block)
+            if not block:
+                self.eof = True
+                if carry:
+                    yield self._utf8(carry)
+                return
+            self.lines_done += block.count(b"\n")
+            data = carry + block
+            cut = data.rfind(b"\n")
+            self._tail = data[cut + 1 :] if cut >= 0 else data[-(1 << 20) :]
+            carry = data[cut + 1 :] if cut >= 0 else data
+            if cut >= 0:
+                yield self._utf8(data[: cut + 1])
+
+    def cut_last_line(self, width: int, delimiter: str) -> int | None:
+        """As `DecodedStream.cut_last_line`: a last line without newline that looks cut off."""
+        tail = self._tail.decode(self._codec, errors="replace")
+        if not self.eof or not tail.strip():
+            return None
+        line = self.lines_done + 1
+        if tail.count('"') % 2:
+            return line
+        fields = next(csv.reader([tail], delimiter=delimiter), [])
+        return line if len(fields) != width else None
+
+
+class CsvChunks:
+    """A delimited file streamed as chunks of Arrow strings: Arrow's parser, else pandas'.
+
+    The Arrow path (multithreaded, no Python object per value) reads well-formed files;
+    anything it cannot read exactly like pandas declines it (`FastPathDeclined`) and
+    `collect` reads the file again through pandas, which turns parser errors, decoding
+    errors and a cut-off last line into one-sentence SourceErrors naming the line.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        layout: Layout,
+        where: Where,
+        chunk_rows: int | None = None,
+        *,
+        fast: bool = True,
+    ):
         self.path = Path(path)
         self.layout = layout
         self.where = where
         self.chunk_rows = chunk_rows or CHUNK_ROWS
         self.encoding_used = layout.encoding
-        self._stream: DecodedStream | None = None
+        self.fast = fast
+        self._stream: DecodedStream | _Utf8Blocks | None = None
 
     def _on_decode_error(self, codec: str, byte: int, line: int) -> SourceError:
         declared = self.layout.declared_encoding
@@ -302,6 +413,67 @@ class CsvChunks:
         )
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
+        return self._arrow_chunks() if self.fast else self._pandas_chunks()
+
+    def _column_names(self) -> list[str]:
+        """Header names as pandas gives them (stripped; an empty one is 'Unnamed: i')."""
+        return [name or f"Unnamed: {i}" for i, name in enumerate(self.layout.header)]
+
+    def _arrow_chunks(self) -> Iterator[pd.DataFrame]:
+        names = self._column_names()
+        if len(set(names)) != len(names):
+            raise FastPathDeclined("header")
+        parse = pcsv.ParseOptions(
+            delimiter=self.layout.delimiter,
+            quote_char='"',
+            double_quote=True,
+            escape_char=False,
+            newlines_in_values=False,
+            ignore_empty_lines=True,
+        )
+        convert = pcsv.ConvertOptions(
+            column_types={name: pa_.string() for name in names},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+            check_utf8=True,
+        )
+        rows = 0
+        with open(self.path, "rb") as fh:
+            blocks = _Utf8Blocks(fh, self.layout.encoding, FAST_BLOCK_BYTES)
+            self._stream = blocks
+            for i, data in enumerate(blocks):
+                read = pcsv.ReadOptions(
+                    column_names=names, skip_rows=1 if i == 0 else 0, use_threads=True
+                )
+                try:
+                    table = pcsv.read_csv(
+                        pa_.BufferReader(data),
+                        read_options=read,
+                        parse_options=parse,
+                        convert_options=convert,
+                    )
+                except pa_.ArrowInvalid as exc:
+                    if "Empty CSV file" in str(exc):  # only the header, or blank lines
+                        continue
+                    raise FastPathDeclined("parse") from None
+                del data
+                n = table.num_rows
+                if n == 0:
+                    continue
+                frame = pd.DataFrame(
+                    {
+                        name: pd.arrays.ArrowStringArray(table.column(j))
+                        for j, name in enumerate(names)
+                    },
+                    index=pd.RangeIndex(rows, rows + n),
+                    copy=False,
+                )
+                del table
+                rows += n
+                yield frame
+        self.check_cut()
+
+    def _pandas_chunks(self) -> Iterator[pd.DataFrame]:
         with open(self.path, "rb") as fh:
             stream = DecodedStream(fh, self.layout, self._on_decode_error)
             self._stream = stream
