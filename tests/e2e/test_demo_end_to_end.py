@@ -19,6 +19,7 @@ from flows.objectstore import ObjectStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
+
 def _hackgap(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", *args],
