@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 import sys
 import time
 from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # libraries' progress bars drown the table
 
 from rich.console import Console
 from rich.table import Table
