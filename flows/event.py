@@ -284,8 +284,9 @@ def parse_event(data: Any) -> Event:
 def load_event(path: Path) -> EventDir:
     """Load and validate an event directory (or its event.yaml), including its source files."""
     path = Path(path)
-    root = path if path.is_dir() else path.parent
-    file = root / EVENT_FILE if path.is_dir() else path
+    is_file = path.is_file() or path.suffix in (".yaml", ".yml")
+    root = path.parent if is_file else path
+    file = path if is_file else root / EVENT_FILE
     if not file.is_file():
         raise EventError(f"{file}: no event file here; create one with `hackgap init {root}`.")
     try:

@@ -152,6 +152,12 @@ def test_no_event_file(tmp_path):
         load_event(tmp_path)
 
 
+def test_missing_directory_suggests_init_there(tmp_path):
+    with pytest.raises(EventError) as exc:
+        load_event(tmp_path / "new-event")
+    assert str(exc.value).endswith(f"create one with `hackgap init {tmp_path / 'new-event'}`.")
+
+
 def test_schema_validates_the_template_and_rejects_unknown_keys():
     schema = event_schema()
     data = json.loads(json.dumps(_valid(), default=str))
