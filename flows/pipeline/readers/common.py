@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from flows.event import Source
 from flows.pipeline.detect import Layout, Where, detect_layout
 from flows.pipeline.errors import SourceError
+from flows.pipeline.readers.table import (
+    Collected,
+    CsvChunks,
+    ReadResult,
+    collect,
+    detected_of,
+    no_rows_error,
+    resolve_columns,
+)
+from flows.pipeline.schemas import FrameSpec
 
 
 def prepare(path: Path, source: Source | None, key: str) -> tuple[Path, Where, Layout, dict]:
@@ -23,3 +38,60 @@ def prepare(path: Path, source: Source | None, key: str) -> tuple[Path, Where, L
     layout = detect_layout(path, where=where, encoding=encoding, delimiter=delimiter)
     columns = dict(source.columns) if source is not None else {}
     return path, where, layout, columns
+
+
+@dataclass
+class CsvSource:
+    """A CSV extract read and validated chunk by chunk, before per-source checks."""
+
+    got: Collected
+    where: Where
+    layout: Layout
+    chunks: CsvChunks
+    mapping: dict[str, str]
+    notes: list[str]
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self.got.frame
+
+    def result(self, shape: str, **detected: Any) -> ReadResult:
+        """The ReadResult, rows renumbered 0.. (until now the index held file line numbers)."""
+        self.got.frame.index = pd.RangeIndex(len(self.got.frame))  # in place: no copy
+        return ReadResult(
+            frame=self.got.frame,
+            source=self.where.file,
+            detected=detected_of(self.layout, self.chunks.encoding_used, shape=shape, **detected),
+            rows_read=self.got.rows_read,
+            rejected=self.got.rejected,
+            warnings=self.notes,
+        )
+
+
+def read_csv_source(
+    path: Path,
+    source: Source | None,
+    key: str,
+    spec: FrameSpec,
+    *,
+    reject: Callable | None = None,
+    match: Callable[[str], str | None] | None = None,
+) -> CsvSource:
+    """Detect, map columns, stream and validate one CSV extract; refuse a file with no rows."""
+    path, where, layout, columns = prepare(path, source, key)
+    extra = {"match": match} if match is not None else {}
+    mapping, notes = resolve_columns(layout.header, spec, where, columns, **extra)
+    chunks = CsvChunks(path, layout, where)
+    options = {"reject": reject} if reject is not None else {}
+    got = collect(
+        chunks,
+        spec,
+        where,
+        mapping,
+        decimal=layout.decimal,
+        before_error=chunks.check_cut,
+        **options,
+    )
+    if got.rows_read == 0:
+        raise no_rows_error(where)
+    return CsvSource(got, where, layout, chunks, mapping, notes)

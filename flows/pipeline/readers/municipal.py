@@ -10,15 +10,10 @@ import pyarrow.compute as pc
 
 from flows.event import Source
 from flows.pipeline.errors import SourceError
-from flows.pipeline.readers.common import prepare
+from flows.pipeline.readers.common import read_csv_source
 from flows.pipeline.readers.table import (
-    CsvChunks,
     ReadResult,
-    collect,
-    detected_of,
     line_label,
-    no_rows_error,
-    resolve_columns,
 )
 from flows.pipeline.schemas import MUNICIPAL, elfproef
 
@@ -57,27 +52,6 @@ def _check_unique(frame: pd.DataFrame, file: str) -> None:
 
 def read_municipal(path: Path, source: Source | None = None) -> ReadResult:
     """Read the register extract: one row per person, BSNs checked with the elfproef."""
-    path, where, layout, columns = prepare(path, source, "municipal")
-    mapping, notes = resolve_columns(layout.header, MUNICIPAL, where, columns)
-    chunks = CsvChunks(path, layout, where)
-    got = collect(
-        chunks,
-        MUNICIPAL,
-        where,
-        mapping,
-        decimal=layout.decimal,
-        reject=_reject_bad_bsn,
-        before_error=chunks.check_cut,
-    )
-    if got.rows_read == 0:
-        raise no_rows_error(where)
-    _check_unique(got.frame, where.file)
-    got.frame.index = pd.RangeIndex(len(got.frame))  # in place: reset_index would copy
-    return ReadResult(
-        frame=got.frame,
-        source=where.file,
-        detected=detected_of(layout, chunks.encoding_used, shape="brp-csv"),
-        rows_read=got.rows_read,
-        rejected=got.rejected,
-        warnings=notes,
-    )
+    read = read_csv_source(path, source, "municipal", MUNICIPAL, reject=_reject_bad_bsn)
+    _check_unique(read.frame, read.where.file)
+    return read.result("brp-csv")

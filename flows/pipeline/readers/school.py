@@ -7,14 +7,9 @@ from pathlib import Path
 import pandas as pd
 
 from flows.event import Source
-from flows.pipeline.readers.common import prepare
+from flows.pipeline.readers.common import read_csv_source
 from flows.pipeline.readers.table import (
-    CsvChunks,
     ReadResult,
-    collect,
-    detected_of,
-    no_rows_error,
-    resolve_columns,
 )
 from flows.pipeline.schemas import SCHOOL, elfproef
 
@@ -32,34 +27,9 @@ def _blank_bad_bsn(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
 
 def read_school(path: Path, source: Source | None = None) -> ReadResult:
     """Read DUO enrolments: one row per pupil and school year; bsn may be absent or empty."""
-    path, where, layout, columns = prepare(path, source, "school")
-    mapping, notes = resolve_columns(layout.header, SCHOOL, where, columns)
-    chunks = CsvChunks(path, layout, where)
-    got = collect(
-        chunks,
-        SCHOOL,
-        where,
-        mapping,
-        decimal=layout.decimal,
-        reject=_blank_bad_bsn,
-        before_error=chunks.check_cut,
-    )
-    if got.rows_read == 0:
-        raise no_rows_error(where)
-    got.frame.index = pd.RangeIndex(len(got.frame))  # in place: reset_index would copy
-    frame = got.frame
-    detected = detected_of(
-        layout,
-        chunks.encoding_used,
-        shape="duo-csv",
-        person_number="bsn" in mapping,
-        rows_without_bsn=int(frame["bsn"].isna().sum()),
-    )
-    return ReadResult(
-        frame=frame,
-        source=where.file,
-        detected=detected,
-        rows_read=got.rows_read,
-        rejected=got.rejected,
-        warnings=notes,
+    read = read_csv_source(path, source, "school", SCHOOL, reject=_blank_bad_bsn)
+    return read.result(
+        "duo-csv",
+        person_number="bsn" in read.mapping,
+        rows_without_bsn=int(read.frame["bsn"].isna().sum()),
     )
