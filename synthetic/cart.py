@@ -99,20 +99,44 @@ class _Ordered:
             codes = x[:, column].astype(int)
             counts = np.bincount(codes, minlength=size).astype(float)[:, None]
             sums = np.stack([np.bincount(codes, t, size) for t in target.T], axis=1)
-            means = (sums + prior) / (counts + 1)  # an empty category sits at the mean
-            self.ranks.append([np.argsort(np.argsort(m, kind="stable")) for m in means.T])
+            self._rank(counts, sums, prior)
         return self
 
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        if not self.cats:
-            return x
-        keep = np.ones(x.shape[1], bool)
-        parts = []
-        for (column, _size), ranks in zip(self.cats, self.ranks, strict=True):
-            keep[column] = False
+    def fit_classes(self, x: np.ndarray, index: np.ndarray, classes: int) -> _Ordered:
+        """As `fit` with the one-hot target of class `index` (0..classes-1), without building
+        it: rows x classes floats is the largest array of a many-class column (a school)."""
+        shares = np.bincount(index, minlength=classes).astype(float) / len(index)
+        prior = shares[1:] if classes == 2 else shares  # two classes: one target column
+        for column, size in self.cats:
             codes = x[:, column].astype(int)
-            parts += [rank[codes][:, None].astype(float) for rank in ranks]
-        return np.hstack([x[:, keep], *parts])
+            size = max(size, int(codes.max()) + 1) if len(codes) else size
+            counts = np.bincount(codes, minlength=size).astype(float)[:, None]
+            sums = np.bincount(codes * classes + index, minlength=size * classes)
+            sums = sums.reshape(size, classes).astype(float)
+            self._rank(counts, sums[:, 1:] if classes == 2 else sums, prior)
+        return self
+
+    def _rank(self, counts: np.ndarray, sums: np.ndarray, prior: np.ndarray) -> None:
+        means = (sums + prior) / (counts + 1)  # an empty category sits at the mean
+        self.ranks.append([np.argsort(np.argsort(m, kind="stable")) for m in means.T])
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """The tree's input, float32 as sklearn's trees read it (ranks and the float32 cast
+        of every value are exact), written into one array: with one rank column per class
+        and categorical predictor, a many-class target makes this rows x thousands."""
+        keep = np.ones(x.shape[1], bool)
+        for column, _size in self.cats:
+            keep[column] = False
+        width = int(keep.sum()) + sum(len(ranks) for ranks in self.ranks)
+        out = np.empty((len(x), width), dtype=np.float32)
+        out[:, : keep.sum()] = x[:, keep]
+        at = int(keep.sum())
+        for (column, _size), ranks in zip(self.cats, self.ranks, strict=True):
+            codes = x[:, column].astype(int)
+            for rank in ranks:
+                out[:, at] = rank[codes]
+                at += 1
+        return out
 
 
 @dataclass
@@ -149,10 +173,24 @@ class _Leaves:
         return np.clip(self.values[pick] + jitter, self.low[leaf], self.high[leaf])
 
 
-def _draw_class(proba: np.ndarray, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One class per row from the leaf's class shares (= a random donor of the leaf)."""
-    cut = rng.random(len(proba))[:, None]
-    index = (proba.cumsum(axis=1) < cut).sum(axis=1)
+CHUNK = 20_000  # rows per predict: its arrays are rows x features and rows x classes
+
+
+def _apply(tree, codes: _Ordered, x: np.ndarray) -> np.ndarray:
+    """The leaf of each row, a chunk of rows at a time (row-wise, so the same leaves)."""
+    parts = [tree.apply(codes.transform(x[i : i + CHUNK])) for i in range(0, len(x), CHUNK)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
+
+
+def _draw_class(tree, codes: _Ordered, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One class per row from its leaf's class shares (= a random donor of the leaf); the
+    uniform draws are taken at once, the shares a chunk of rows at a time."""
+    classes = tree.classes_
+    cut = rng.random(len(x))
+    index = np.empty(len(x), dtype=np.intp)
+    for i in range(0, len(x), CHUNK):
+        proba = tree.predict_proba(codes.transform(x[i : i + CHUNK]))
+        index[i : i + CHUNK] = (proba.cumsum(axis=1) < cut[i : i + CHUNK, None]).sum(axis=1)
     return classes[np.minimum(index, len(classes) - 1)]
 
 
@@ -182,9 +220,8 @@ class _ColumnModel:
                 self.leaves = _Leaves.build(leaf, y[~null], self.tree.tree_.node_count)
             return self
         codes = values.map({v: i for i, v in enumerate(self.levels)}).fillna(-1).astype(int)
-        classes = np.unique(codes)
-        target = (codes.to_numpy()[:, None] == classes[None, :]).astype(float)
-        self.codes = _Ordered(cats).fit(x, target[:, 1:] if len(classes) == 2 else target)
+        classes, index = np.unique(codes.to_numpy(), return_inverse=True)
+        self.codes = _Ordered(cats).fit_classes(x, index, len(classes))
         self.tree = DecisionTreeClassifier(**self.options).fit(self.codes.transform(x), codes)
         return self
 
@@ -194,14 +231,12 @@ class _ColumnModel:
             out = np.full(n, np.nan)
             null = np.zeros(n, bool)
             if self.null_tree is not None:
-                proba = self.null_tree.predict_proba(self.null_codes.transform(x))
-                null = _draw_class(proba, self.null_tree.classes_, rng).astype(bool)
+                null = _draw_class(self.null_tree, self.null_codes, x, rng).astype(bool)
             if self.tree is not None and (~null).any():
-                leaf = self.tree.apply(self.codes.transform(x[~null]))
+                leaf = _apply(self.tree, self.codes, x[~null])
                 out[~null] = self.leaves.draw(leaf, rng)
             return out
-        proba = self.tree.predict_proba(self.codes.transform(x))
-        codes = _draw_class(proba, self.tree.classes_, rng)
+        codes = _draw_class(self.tree, self.codes, x, rng)
         out = np.empty(n, dtype=object)
         for code in np.unique(codes):
             out[codes == code] = None if code < 0 else self.levels[code]
