@@ -33,6 +33,15 @@ class TwinBuild:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def canonical_order(real: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
+    """Rows sorted by their synthesised values, so the twin depends on the table's content
+    only: the linked table is ordered by pseudonym, which changes with the key."""
+    columns = [c.name for c in schema.synthesised if c.name in real.columns]
+    text = pd.DataFrame({c: real[c].astype(str) for c in columns}, index=real.index)
+    order = text.sort_values(columns, kind="stable").index
+    return real.loc[order].reset_index(drop=True)
+
+
 def make_twin(
     real: pd.DataFrame,
     schema: TableSchema,
@@ -45,6 +54,7 @@ def make_twin(
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    real = canonical_order(real, schema)
     say("checking and coarsening the linked table")
     ctx = GateContext.build(real, schema, settings, checks, required)
     info = ctx.info

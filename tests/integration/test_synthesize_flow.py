@@ -26,7 +26,7 @@ _spec.loader.exec_module(tables)
 
 def _event(tmp_path: Path, **twin) -> EventDir:
     # a 3,000-row table: bigger, shallower CART trees keep the DCR check inside its limit
-    twin = {"min_leaf": 20, "max_depth": 6, **twin}
+    twin = {"min_leaf": 20, "max_depth": 4, **twin}
     doc = {
         "name": "twin-test",
         "title": "Twin test",
