@@ -35,6 +35,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from synthetic.prepare import Coarsening
 from synthetic.schema import TableSchema
+from synthetic.settings import TwinSettings
 
 _NULL = "\0null"
 
@@ -250,6 +251,22 @@ def _group_key(value) -> object:
 class CartSynthesizer:
     """Sequential CART over the coarsened table; `sample(num_rows)` continues one seeded
     stream, so the same seed, input and calls give the same rows."""
+
+    @classmethod
+    def from_settings(
+        cls, schema: TableSchema, info: Coarsening, settings: TwinSettings
+    ) -> CartSynthesizer:
+        """The synthesizer `twin:` in event.yaml asks for (seed, leaf floor, depth, order)."""
+        return cls(
+            schema,
+            info,
+            seed=settings.seed,
+            min_leaf=settings.min_leaf,
+            max_depth=settings.max_depth,
+            visit_first=settings.visit_first,
+            visit_last=settings.visit_last,
+            hierarchies=settings.hierarchies,
+        )
 
     def __init__(
         self,

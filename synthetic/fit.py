@@ -133,16 +133,7 @@ def fit_twin(
     if settings.synthesizer == "cart":
         if progress:
             progress(f"fitting sequential CART ({len(frame)} rows, {frame.shape[1]} columns)")
-        cart = CartSynthesizer(
-            schema,
-            info,
-            seed=settings.seed,
-            min_leaf=settings.min_leaf,
-            max_depth=settings.max_depth,
-            visit_first=settings.visit_first,
-            visit_last=settings.visit_last,
-            hierarchies=settings.hierarchies,
-        ).fit(frame)
+        cart = CartSynthesizer.from_settings(schema, info, settings).fit(frame)
         return FittedTwin([Stratum(REST, len(frame), cart)], list(frame.columns), "cart")
     metadata = build_metadata(schema, frame, info)
     strata = []

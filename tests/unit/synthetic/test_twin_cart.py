@@ -17,16 +17,7 @@ def _fit(schema, table, **kw) -> tuple[CartSynthesizer, pd.DataFrame]:
     settings = TwinSettings(**kw)
     coarse, info = coarsen(table, schema, settings)
     frame = coarse.drop(columns=area_columns(settings, info))
-    cart = CartSynthesizer(
-        schema,
-        info,
-        seed=settings.seed,
-        min_leaf=settings.min_leaf,
-        visit_first=settings.visit_first,
-        visit_last=settings.visit_last,
-        hierarchies=settings.hierarchies,
-    )
-    return cart.fit(frame), frame
+    return CartSynthesizer.from_settings(schema, info, settings).fit(frame), frame
 
 
 @pytest.fixture(scope="module")
