@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flows.pipeline.schemas import MIGRATIEACHTERGROND
+
 ADVICE_ORDER = ("pro", "vmbo-b/k", "vmbo-gt", "vmbo-gt/havo", "havo", "havo/vwo", "vwo")
 """The 7 ordered schooladvies categories, lowest first (as in the analysis table)."""
 
@@ -23,15 +25,7 @@ HAVO_OR_HIGHER = ("havo", "havo/vwo", "vwo")
 """Advice categories counted as 'havo or higher' (latent above `advice_cuts[3]`)."""
 
 VOOROPLEIDING = ("vmbo-b", "vmbo-k", "vmbo-gt", "havo", "vwo", "pro", "geen diploma")
-MIGRATION = (
-    "Nederland",
-    "Europa (exclusief Nederland)",
-    "Turkije",
-    "Marokko",
-    "Suriname",
-    "Nederlandse Cariben",
-    "Overig buiten Europa",
-)
+MIGRATION = MIGRATIEACHTERGROND  # the readers' vocabulary: the generator writes what they accept
 
 
 def _d(**kw: float) -> dict[str, float]:
