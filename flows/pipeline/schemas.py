@@ -9,14 +9,18 @@ built from the same declaration, so the file format and the frame cannot drift.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 import pyarrow as pa_
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:  # pandera is imported only when a schema is built (the reference path)
+    import pandera.pandas as pa
 
 STRING = "string[pyarrow]"  # compact: a 2 GB extract is not held as Python objects
 
@@ -77,8 +81,14 @@ def _arrow(s: pd.Series) -> pa_.ChunkedArray:
 
 
 def _series(arr: pa_.ChunkedArray | pa_.Array, like: pd.Series, dtype: str) -> pd.Series:
+    return to_pandas(arr, like.index, dtype)
+
+
+def to_pandas(arr: pa_.ChunkedArray | pa_.Array, index: pd.Index, dtype: str) -> pd.Series:
     """A pandas column of `dtype` built from Arrow data without a Python object per value."""
     if dtype == STRING:
+        if pa_.types.is_string_view(arr.type):
+            arr = arr.cast(pa_.string())
         values = pd.arrays.ArrowStringArray(arr)
     elif dtype == "Int64":
         values = pd.Int64Dtype().__from_arrow__(arr)
@@ -90,8 +100,8 @@ def _series(arr: pa_.ChunkedArray | pa_.Array, like: pd.Series, dtype: str) -> p
         stamps = pc.cast(arr, pa_.timestamp("ns"))
         values = stamps.to_numpy(zero_copy_only=False).astype("datetime64[ns]")
     else:
-        return pd.Series(pd.arrays.ArrowExtensionArray(arr), index=like.index).astype(dtype)
-    return pd.Series(values, index=like.index)
+        return pd.Series(pd.arrays.ArrowExtensionArray(arr), index=index).astype(dtype)
+    return pd.Series(values, index=index)
 
 
 def _text(s: pd.Series, decimal: str) -> pd.Series:
@@ -150,6 +160,14 @@ def _code(prefix: str, digits: int) -> Callable[[pd.Series, str], pd.Series]:
     return convert
 
 
+_NUMBER_SQL = "CAST(replace(nullif({v}, '" + SUPPRESSED + "'), ',', '.') AS DOUBLE)"
+
+
+def _code_sql(prefix: str, digits: int) -> str:
+    bare = f"CASE WHEN starts_with(upper({{v}}), '{prefix}') THEN substr({{v}}, 3) ELSE {{v}} END"
+    return f"'{prefix}' || lpad(nullif({bare}, ''), {digits}, '0')"
+
+
 @dataclass(frozen=True)
 class Kind:
     """How a value is written in a file and what it becomes in the canonical frame."""
@@ -158,32 +176,126 @@ class Kind:
     says: str  # what the pattern means, for messages ("a date written YYYYMMDD")
     dtype: str
     convert: Callable[[pd.Series, str], pd.Series]
-    date_format: str | None = None
+    date_format: str | None = None  # strptime format of a date kind (strict: 20230231 fails)
+    sql: str = "{v}"  # the same conversion in DuckDB SQL, of `{v}`: the stripped text or NULL
 
 
 TEXT = Kind(None, "text", STRING, _text)
-BSN = Kind(r"\d{8,9}", "a BSN of 9 digits", STRING, _bsn)
-DATE_YMD = Kind(r"\d{8}", "a date written YYYYMMDD", "datetime64[ns]", _date("%Y%m%d"), "%Y%m%d")
+BSN = Kind(r"\d{8,9}", "a BSN of 9 digits", STRING, _bsn, sql="lpad({v}, 9, '0')")
+DATE_YMD = Kind(
+    r"\d{8}",
+    "a date written YYYYMMDD",
+    "datetime64[ns]",
+    _date("%Y%m%d"),
+    "%Y%m%d",
+    sql="CAST(strptime({v}, '%Y%m%d') AS TIMESTAMP)",
+)
 DATE_ISO = Kind(
     r"\d{4}-\d{2}-\d{2}",
     "a date written YYYY-MM-DD",
     "datetime64[ns]",
     _date("%Y-%m-%d"),
     "%Y-%m-%d",
+    sql="CAST(strptime({v}, '%Y-%m-%d') AS TIMESTAMP)",
 )
-INTEGER = Kind(r"-?\d+", "a whole number", "Int64", _int)
-NUMBER = Kind(r"-?\d+(?:[.,]\d+)?", "a number", "Float64", _number)
-CBS_NUMBER = Kind(r"-?\d+(?:[.,]\d+)?|\.", "a number or '.' (suppressed)", "Float64", _number)
-POSTCODE = Kind(r"\d{4} ?[A-Za-z]{2}", "a postcode like 9711AB", STRING, _postcode)
-SEX = Kind(r"[MVmv]", "M or V", STRING, _upper)
-JN = Kind(r"[JjNn]", "J or N", "boolean", _jn)
+INTEGER = Kind(r"-?\d+", "a whole number", "Int64", _int, sql="CAST({v} AS BIGINT)")
+NUMBER = Kind(r"-?\d+(?:[.,]\d+)?", "a number", "Float64", _number, sql=_NUMBER_SQL)
+CBS_NUMBER = Kind(
+    r"-?\d+(?:[.,]\d+)?|\.", "a number or '.' (suppressed)", "Float64", _number, sql=_NUMBER_SQL
+)
+POSTCODE = Kind(
+    r"\d{4} ?[A-Za-z]{2}",
+    "a postcode like 9711AB",
+    STRING,
+    _postcode,
+    sql="nullif(upper(replace({v}, ' ', '')), '')",
+)
+SEX = Kind(r"[MVmv]", "M or V", STRING, _upper, sql="upper({v})")
+JN = Kind(
+    r"[JjNn]",
+    "J or N",
+    "boolean",
+    _jn,
+    sql="CASE upper({v}) WHEN 'J' THEN true WHEN 'N' THEN false END",
+)
 SCHOOLJAAR = Kind(r"\d{4}-\d{4}", "a school year like 2019-2020", STRING, _text)
-BUURT = Kind(r"(?:BU|bu)?\d{1,8}", "a buurt code (BU + 8 digits)", STRING, _code("BU", 8))
-WIJK = Kind(r"(?:WK|wk)?\d{1,6}", "a wijk code (WK + 6 digits)", STRING, _code("WK", 6))
-GEMEENTE = Kind(r"(?:GM|gm)?\d{1,4}", "a gemeente code (GM + 4 digits)", STRING, _code("GM", 4))
-REGION_CODE = Kind(
-    r"(?:GM\d{4}|WK\d{6}|BU\d{8})", "a CBS region code (GM/WK/BU + digits)", STRING, _upper
+BUURT = Kind(
+    r"(?:BU|bu)?\d{1,8}",
+    "a buurt code (BU + 8 digits)",
+    STRING,
+    _code("BU", 8),
+    sql=_code_sql("BU", 8),
 )
+WIJK = Kind(
+    r"(?:WK|wk)?\d{1,6}",
+    "a wijk code (WK + 6 digits)",
+    STRING,
+    _code("WK", 6),
+    sql=_code_sql("WK", 6),
+)
+GEMEENTE = Kind(
+    r"(?:GM|gm)?\d{1,4}",
+    "a gemeente code (GM + 4 digits)",
+    STRING,
+    _code("GM", 4),
+    sql=_code_sql("GM", 4),
+)
+REGION_CODE = Kind(
+    r"(?:GM\d{4}|WK\d{6}|BU\d{8})",
+    "a CBS region code (GM/WK/BU + digits)",
+    STRING,
+    _upper,
+    sql="upper({v})",
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A domain check on a canonical column, declared once and run by two engines: pandera
+    on the reference path (its failure cases name the rows), DuckDB on the fast path."""
+
+    error: str  # what a valid value is, for messages ("one of: M, V")
+    values: tuple[object, ...] | None = None  # allowed values
+    low: float | None = None  # inclusive range
+    high: float | None = None
+    pattern: str | None = None  # the whole text matches this regular expression
+    custom: Callable[[pd.Series], pd.Series] | None = None  # pandas only: True where valid
+
+    def check(self) -> pa.Check:
+        import pandera.pandas as pa
+
+        if self.values is not None:
+            return pa.Check.isin(list(self.values), error=self.error)
+        if self.low is not None:
+            return pa.Check.in_range(self.low, self.high, error=self.error)
+        if self.pattern is not None:
+            return pa.Check.str_matches(f"^{self.pattern}$", error=self.error)
+        return pa.Check(self.custom, error=self.error)
+
+    def sql(self, column: str) -> str | None:
+        """True where valid (missing values pass, as in pandera); None: a custom check."""
+        if self.values is not None:
+            # a regular expression, not IN: DuckDB turns a long IN list (and list_contains)
+            # into a join, and the reader's row order would be lost
+            choices = "|".join(
+                re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", str(v)) for v in self.values
+            )
+            return f"regexp_full_match(CAST({column} AS VARCHAR), {sql_literal(f'(?:{choices})')})"
+        if self.low is not None:
+            return f"{column} BETWEEN {self.low} AND {self.high}"
+        if self.pattern is not None:
+            return f"regexp_full_match({column}, {sql_literal(self.pattern)})"
+        return None
+
+
+_REGEX_SPECIAL = re.compile(r"([\\.^$|?*+()\[\]{}])")
+
+
+def sql_literal(value: object) -> str:
+    """A SQL literal of a declared value (declarations only, never data)."""
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
 
 
 @dataclass(frozen=True)
@@ -194,16 +306,15 @@ class Field:
     kind: Kind
     required: bool = True  # the file must have the column (else filled with missing values)
     nullable: bool = True  # empty values allowed
-    checks: tuple[pa.Check, ...] = ()
+    checks: tuple[Rule, ...] = ()
 
 
-def one_of(values: Sequence[object]) -> pa.Check:
-    shown = ", ".join(str(v) for v in values)
-    return pa.Check.isin(list(values), error=f"one of: {shown}")
+def one_of(values: Sequence[object]) -> Rule:
+    return Rule(f"one of: {', '.join(str(v) for v in values)}", values=tuple(values))
 
 
-def between(low: int, high: int) -> pa.Check:
-    return pa.Check.in_range(low, high, error=f"between {low} and {high}")
+def between(low: int, high: int) -> Rule:
+    return Rule(f"between {low} and {high}", low=low, high=high)
 
 
 @dataclass(frozen=True)
@@ -212,7 +323,6 @@ class FrameSpec:
 
     name: str
     fields: tuple[Field, ...]
-    checks: tuple[pa.Check, ...] = field(default=())
 
     @property
     def names(self) -> list[str]:
@@ -223,6 +333,8 @@ class FrameSpec:
 
     def raw_schema(self) -> pa.DataFrameSchema:
         """Checks the stripped text of each value against its kind's pattern."""
+        import pandera.pandas as pa
+
         columns = {}
         for f in self.fields:
             checks = []
@@ -238,16 +350,18 @@ class FrameSpec:
 
     def schema(self) -> pa.DataFrameSchema:
         """The canonical frame the linker receives."""
+        import pandera.pandas as pa
+
         columns = {
-            f.name: pa.Column(f.kind.dtype, list(f.checks), nullable=f.nullable)
+            f.name: pa.Column(f.kind.dtype, [r.check() for r in f.checks], nullable=f.nullable)
             for f in self.fields
         }
-        return pa.DataFrameSchema(
-            columns, checks=list(self.checks), name=self.name, strict=True, ordered=True
-        )
+        return pa.DataFrameSchema(columns, name=self.name, strict=True, ordered=True)
 
 
 def _real_date(fmt: str) -> pa.Check:
+    import pandera.pandas as pa
+
     def check(s: pd.Series) -> pd.Series:
         # pandas parses strictly (20230231 is no date; Arrow would roll it over to March);
         # dates repeat a lot, so each distinct text is parsed once.
@@ -263,8 +377,7 @@ def _elfproef_or_empty(s: pd.Series) -> pd.Series:
     return s.isna() | elfproef(s)
 
 
-ELFPROEF = pa.Check(_elfproef_or_empty, error="a BSN that passes the elfproef")
-BRIN = pa.Check.str_matches(r"^\d{2}[A-Z]{2}$", error="a BRIN code (2 digits + 2 capitals)")
+ELFPROEF = Rule("a BSN that passes the elfproef", custom=_elfproef_or_empty)
 
 
 MUNICIPAL = FrameSpec(
@@ -328,7 +441,7 @@ SCHOOL = FrameSpec(
             "brin",
             TEXT,
             nullable=False,
-            checks=(pa.Check.str_matches(r"^\d{2}[A-Z]{2}$", error="2 digits + 2 capitals"),),
+            checks=(Rule("2 digits + 2 capitals", pattern=r"\d{2}[A-Z]{2}"),),
         ),
         Field("vestiging", TEXT, required=False),
         Field("onderwijssoort", TEXT, nullable=False, checks=(one_of(("po", "vo", "mbo", "hbo")),)),

@@ -18,17 +18,19 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 import pyarrow as pa_
 import pyarrow.csv as pcsv
 
 from flows.pipeline.detect import DecodedStream, Layout, Where, decoding_error, delimiter_label
 from flows.pipeline.errors import SourceError
 from flows.pipeline.schemas import EMPTY, STRING, FrameSpec
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
 
 CHUNK_ROWS = 50_000  # rows per chunk on the pandas path
 FAST_BLOCK_BYTES = 8 << 20  # bytes per chunk on the Arrow path: bounded memory, few checks
@@ -190,6 +192,8 @@ def validate(
     mapping: dict[str, str],
     row_label: RowLabel,
 ) -> None:
+    import pandera.pandas as pa
+
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
@@ -219,10 +223,21 @@ def collect(
 ) -> Collected:
     """Validate, convert and concatenate raw string chunks into the canonical frame.
 
-    CsvChunks read through Arrow first; if Arrow declines the file or any check fails, the
-    whole file is read again through pandas, whose messages (and row numbers) are the
-    reference, so the fast path can never change what an organiser is told.
+    CsvChunks are read by DuckDB first (`duck.read_canonical`: parse, check and convert in
+    one parallel pass); if it declines the file or any rule fails, the whole file is read
+    again through pandas and pandera, whose messages (and row numbers) are the reference,
+    so the fast path can never change what an organiser is told. (Chunks whose sources
+    need a `prepare` step, the small CBS tables, are read through Arrow, then pandas.)
     """
+    if isinstance(chunks, CsvChunks) and chunks.fast and prepare is None:
+        from flows.pipeline.readers.duck import custom_rules_hold, read_canonical
+
+        fast = read_canonical(chunks, spec, mapping)
+        if fast is not None:
+            frame, counts = reject(fast.frame) if reject is not None else (fast.frame, {})
+            if custom_rules_hold(spec, frame):
+                return Collected(frame, fast.rows_read, {k: v for k, v in counts.items() if v})
+        chunks.fast = False
     args = (spec, where, mapping, decimal, prepare, reject, row_label, before_error)
     if not (isinstance(chunks, CsvChunks) and chunks.fast):
         return _collect(chunks, *args)
@@ -419,7 +434,11 @@ class CsvChunks:
         """Header names as pandas gives them (stripped; an empty one is 'Unnamed: i')."""
         return [name or f"Unnamed: {i}" for i, name in enumerate(self.layout.header)]
 
-    def _arrow_chunks(self) -> Iterator[pd.DataFrame]:
+    def arrow_tables(self) -> Iterator[pa_.Table]:
+        """The file as Arrow tables of strings (Arrow's parser; UTF-8 or transcoded).
+
+        Raises FastPathDeclined where Arrow cannot read it exactly as pandas would.
+        """
         names = self._column_names()
         if len(set(names)) != len(names):
             raise FastPathDeclined("header")
@@ -437,7 +456,6 @@ class CsvChunks:
             quoted_strings_can_be_null=False,
             check_utf8=True,
         )
-        rows = 0
         with open(self.path, "rb") as fh:
             blocks = _Utf8Blocks(fh, self.layout.encoding, FAST_BLOCK_BYTES)
             self._stream = blocks
@@ -457,21 +475,23 @@ class CsvChunks:
                         continue
                     raise FastPathDeclined("parse") from None
                 del data
-                n = table.num_rows
-                if n == 0:
-                    continue
-                frame = pd.DataFrame(
-                    {
-                        name: pd.arrays.ArrowStringArray(table.column(j))
-                        for j, name in enumerate(names)
-                    },
-                    index=pd.RangeIndex(rows, rows + n),
-                    copy=False,
-                )
-                del table
-                rows += n
-                yield frame
+                if table.num_rows:
+                    yield table
         self.check_cut()
+
+    def _arrow_chunks(self) -> Iterator[pd.DataFrame]:
+        rows = 0
+        for table in self.arrow_tables():
+            n = table.num_rows
+            yield pd.DataFrame(
+                {
+                    name: pd.arrays.ArrowStringArray(table.column(name))
+                    for name in table.column_names
+                },
+                index=pd.RangeIndex(rows, rows + n),
+                copy=False,
+            )
+            rows += n
 
     def _pandas_chunks(self) -> Iterator[pd.DataFrame]:
         with open(self.path, "rb") as fh:

@@ -1,0 +1,164 @@
+"""The DuckDB fast path reads exactly what the reference (pandas + pandera) path reads.
+
+Every reader first tries `duck.read_canonical`; these tests read the same files with the
+fast path and with it switched off, and require identical frames, counts and detections,
+and that the fast path really ran (or, for files it must refuse, really declined).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows.demodata import simulate, write_sources
+from flows.pipeline.detect import detect_layout
+from flows.pipeline.readers import duck, read_municipal, read_postcodes, read_school
+from flows.pipeline.readers.table import CsvChunks, Where
+from flows.pipeline.schemas import MUNICIPAL, SCHOOL
+
+FIXTURES = Path(__file__).parent / "fixtures_sources"
+READERS: dict[str, Callable] = {
+    "brp": read_municipal,
+    "duo": read_school,
+    "pc6": read_postcodes,
+}
+
+
+@pytest.fixture
+def fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records, per call, whether the fast path returned a frame."""
+    calls: list[bool] = []
+    real = duck.read_canonical
+
+    def spy(*args, **kwargs):
+        got = real(*args, **kwargs)
+        calls.append(got is not None)
+        return got
+
+    monkeypatch.setattr(duck, "read_canonical", spy)
+    return calls
+
+
+def _reference(read: Callable, path: Path, monkeypatch: pytest.MonkeyPatch):
+    with monkeypatch.context() as m:
+        m.setattr(duck, "read_canonical", lambda *a, **k: None)
+        return read(path)
+
+
+def _assert_same(fast, ref) -> None:
+    pd.testing.assert_frame_equal(fast.frame, ref.frame, check_exact=True)
+    assert (fast.rows_read, fast.rejected, fast.warnings) == (
+        ref.rows_read,
+        ref.rejected,
+        ref.warnings,
+    )
+    assert fast.detected == ref.detected
+
+
+@pytest.mark.parametrize(
+    ("reader", "name"),
+    [
+        ("brp", "brp_personen.csv"),
+        ("brp", "brp_latin1.csv"),
+        ("brp", "brp_utf8.csv"),
+        ("brp", "brp_comma.csv"),
+        ("brp", "brp_extra_columns.csv"),
+        ("duo", "duo_onderwijs.csv"),
+        ("duo", "duo_zonder_bsn.csv"),
+        ("pc6", "pc6hnr_2023_gwb.csv"),
+    ],
+)
+def test_fixture_files_read_the_same_on_both_paths(
+    reader: str, name: str, fast_calls: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read = READERS[reader]
+    fast = read(FIXTURES / name)
+    assert fast_calls == [True], "the fast path should have read this well-formed file"
+    _assert_same(fast, _reference(read, FIXTURES / name, monkeypatch))
+
+
+def test_demo_extracts_read_the_same_on_both_paths(
+    tmp_path: Path, fast_calls: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = write_sources(simulate(4000, 11, no_bsn_share=0.1), tmp_path)
+    for read, name in (
+        (read_municipal, "brp_personen.csv"),
+        (read_school, "duo_onderwijs.csv"),
+        (read_postcodes, "pc6hnr_2023_gwb.csv"),
+    ):
+        fast = read(files[name])
+        _assert_same(fast, _reference(read, files[name], monkeypatch))
+    assert fast_calls == [True, True, True]
+
+
+def test_cp1252_only_characters_are_transcoded_not_misread(
+    tmp_path: Path, fast_calls: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes 0x80-0x9F mean different letters in cp1252 and Latin-1 (DuckDB's codec)."""
+    text = (FIXTURES / "brp_personen.csv").read_text(encoding="cp1252")
+    first_name = text.splitlines()[1].split(";")[1]
+    text = text.replace(first_name, "Šárka “Ž”", 1)
+    path = tmp_path / "brp_cp1252.csv"
+    path.write_bytes(text.encode("cp1252"))
+    fast = read_municipal(path)
+    assert fast_calls == [True]
+    assert fast.detected["encoding"] == "cp1252"
+    assert (fast.frame["voornamen"] == "Šárka “Ž”").sum() == 1
+    _assert_same(fast, _reference(read_municipal, path, monkeypatch))
+
+
+def test_other_whitespace_around_text_is_stripped_like_the_reference(
+    tmp_path: Path, fast_calls: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB's trim() removes spaces only: other whitespace at an edge sends the file to
+    the reference path, which strips it as Python does."""
+    text = (FIXTURES / "brp_utf8.csv").read_text(encoding="utf-8")
+    first_name = text.splitlines()[1].split(";")[1]
+    path = tmp_path / "brp_nbsp.csv"
+    path.write_text(text.replace(first_name, f"\u00a0{first_name}\t", 1), encoding="utf-8")
+    got = read_municipal(path)
+    assert fast_calls == [False]
+    assert got.frame["voornamen"].iloc[0] == first_name
+    _assert_same(got, _reference(read_municipal, path, monkeypatch))
+
+
+def _chunks(path: Path) -> CsvChunks:
+    where = Where(path.name, "x")
+    return CsvChunks(path, detect_layout(path, where=where), where)
+
+
+def _mapping(chunks: CsvChunks, names: list[str]) -> dict[str, str]:
+    return {n: n for n in names if n in chunks.layout.header}
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (";538;", ";600;"),  # eindtoets_score outside 501-550 (a domain rule)
+        (";havo;", ";gymnasium;"),  # niveau not in the list
+        (";2021-2022;", ";2021/2022;"),  # schooljaar not matching its pattern
+        ("2010-03-15", "2010-02-30"),  # no such calendar date
+    ],
+)
+def test_the_fast_path_declines_a_value_that_breaks_a_rule(
+    tmp_path: Path, old: str, new: str
+) -> None:
+    text = (FIXTURES / "duo_onderwijs.csv").read_text()
+    assert old in text
+    path = tmp_path / "duo.csv"
+    path.write_text(text.replace(old, new, 1))
+    chunks = _chunks(path)
+    assert duck.read_canonical(chunks, SCHOOL, _mapping(chunks, SCHOOL.names)) is None
+    good = _chunks(FIXTURES / "duo_onderwijs.csv")
+    assert duck.read_canonical(good, SCHOOL, _mapping(good, SCHOOL.names)) is not None
+
+
+def test_the_fast_path_declines_a_line_with_too_few_fields(tmp_path: Path) -> None:
+    lines = (FIXTURES / "brp_utf8.csv").read_text(encoding="utf-8").splitlines()
+    path = tmp_path / "brp.csv"
+    path.write_text("\n".join([*lines[:-1], lines[-1][:20]]) + "\n", encoding="utf-8")
+    chunks = _chunks(path)
+    assert duck.read_canonical(chunks, MUNICIPAL, _mapping(chunks, MUNICIPAL.names)) is None
