@@ -35,6 +35,7 @@ from flows.pipeline import linkage as lk
 from flows.pipeline import report as rp
 from flows.pipeline.audit import AuditLog
 from flows.pipeline.pseudonymise import (
+    DIRECT_IDENTIFIERS,
     generalise,
     key_fingerprint,
     load_key,
@@ -150,7 +151,9 @@ def _read_all(event_dir: EventDir, paths: Mapping[str, str]) -> dict[str, Any]:
 
     ev = event_dir.event
     return {
-        "municipal": readers.read_municipal(Path(paths["municipal"]), ev.sources.municipal),
+        "municipal": readers.read_municipal(
+            Path(paths["municipal"]), ev.sources.municipal, drop=DIRECT_IDENTIFIERS
+        ),
         "cbs": readers.read_cbs(
             Path(paths["cbs"]), ev.sources.cbs, municipality=ev.municipality, year=ev.data_year
         ),

@@ -10,7 +10,7 @@ built from the same declaration, so the file format and the frame cannot drift.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -330,6 +330,13 @@ class FrameSpec:
 
     def get(self, name: str) -> Field:
         return next(f for f in self.fields if f.name == name)
+
+    def without(self, names: Iterable[str]) -> FrameSpec:
+        """The frame minus optional fields the caller will not use (never read or kept)."""
+        names = set(names)
+        if any(f.required for f in self.fields if f.name in names):
+            raise ValueError(f"{self.name}: only optional fields can be left out")
+        return FrameSpec(self.name, tuple(f for f in self.fields if f.name not in names))
 
     def raw_schema(self) -> pa.DataFrameSchema:
         """Checks the stripped text of each value against its kind's pattern."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,11 +76,18 @@ def read_csv_source(
     *,
     reject: Callable | None = None,
     match: Callable[[str], str | None] | None = None,
+    drop: Iterable[str] = (),
 ) -> CsvSource:
-    """Detect, map columns, stream and validate one CSV extract; refuse a file with no rows."""
+    """Detect, map columns, stream and validate one CSV extract; refuse a file with no rows.
+
+    `drop`: optional fields the caller has no use for (e.g. names): recognised in the
+    header, but never converted, checked or held in memory.
+    """
     path, where, layout, columns = prepare(path, source, key)
     extra = {"match": match} if match is not None else {}
     mapping, notes = resolve_columns(layout.header, spec, where, columns, **extra)
+    spec = spec.without(drop)
+    mapping = {name: column for name, column in mapping.items() if name in spec.names}
     chunks = CsvChunks(path, layout, where)
     options = {"reject": reject} if reject is not None else {}
     got = collect(

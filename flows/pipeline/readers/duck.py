@@ -26,7 +26,7 @@ import pyarrow as pa
 from flows.pipeline.detect import Layout
 from flows.pipeline.errors import SourceError
 from flows.pipeline.readers.table import CsvChunks, FastPathDeclined
-from flows.pipeline.schemas import FrameSpec, Kind, sql_literal, to_pandas
+from flows.pipeline.schemas import Field, FrameSpec, sql_literal, to_pandas
 
 # What Python's str.strip() removes (the reference path strips with it). DuckDB's trim()
 # removes spaces only (quickly; trim with a character set is several times slower), so a
@@ -62,17 +62,17 @@ def _duckdb_encoding(path: Path, codec: str) -> str | None:
     return None
 
 
-def _value(kind: Kind, text: str, required: bool) -> str:
+def _value(f: Field, text: str) -> str:
     """SQL of one canonical column from its stripped text; error() where a rule breaks."""
-    ok = []
+    kind, ok = f.kind, []
     if kind.pattern is not None:
         ok.append(f"regexp_full_match({text}, {sql_literal(f'(?:{kind.pattern})?')})")
-    else:
-        ok.append(f"NOT regexp_matches({text}, {sql_literal(_EDGE)})")
+    elif not any(r.values is not None or r.pattern is not None for r in f.checks):
+        ok.append(f"NOT regexp_matches({text}, {sql_literal(_EDGE)})")  # else a rule refuses it
     if kind.date_format is not None:
         fmt = sql_literal(kind.date_format)
         ok.append(f"({text} = '' OR try_strptime({text}, {fmt}) IS NOT NULL)")
-    if required:
+    if not f.nullable:
         ok.append(f"{text} <> ''")
     value = kind.sql.format(v=f"nullif({text}, '')")
     if not ok:
@@ -102,7 +102,7 @@ def canonical_sql(source: str, spec: FrameSpec, mapping: dict[str, str]) -> str:
         else:
             text = "''"
         name = f'"{f.name}"'
-        inner.append(f"{_value(f.kind, text, not f.nullable)} AS {name}")
+        inner.append(f"{_value(f, text)} AS {name}")
         rules = [sql for r in f.checks if (sql := r.sql(name))]
         if rules:  # on the converted value; a missing value passes, as in pandera
             ok = " AND ".join([f"{name} IS NULL OR ({rules[0]})", *(f"({r})" for r in rules[1:])])

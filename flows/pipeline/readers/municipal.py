@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -50,8 +51,14 @@ def _check_unique(frame: pd.DataFrame, file: str) -> None:
     )
 
 
-def read_municipal(path: Path, source: Source | None = None) -> ReadResult:
-    """Read the register extract: one row per person, BSNs checked with the elfproef."""
-    read = read_csv_source(path, source, "municipal", MUNICIPAL, reject=_reject_bad_bsn)
+def read_municipal(
+    path: Path, source: Source | None = None, *, drop: Iterable[str] = ()
+) -> ReadResult:
+    """Read the register extract: one row per person, BSNs checked with the elfproef.
+
+    `drop`: optional columns not to read at all (the link stage drops the names and the
+    street here, so they are never held in memory).
+    """
+    read = read_csv_source(path, source, "municipal", MUNICIPAL, reject=_reject_bad_bsn, drop=drop)
     _check_unique(read.frame, read.where.file)
     return read.result("brp-csv")

@@ -15,6 +15,7 @@ import pytest
 
 from flows.demodata import simulate, write_sources
 from flows.pipeline.detect import detect_layout
+from flows.pipeline.pseudonymise import DIRECT_IDENTIFIERS
 from flows.pipeline.readers import duck, read_municipal, read_postcodes, read_school
 from flows.pipeline.readers.table import CsvChunks, Where
 from flows.pipeline.schemas import MUNICIPAL, SCHOOL
@@ -162,3 +163,20 @@ def test_the_fast_path_declines_a_line_with_too_few_fields(tmp_path: Path) -> No
     path.write_text("\n".join([*lines[:-1], lines[-1][:20]]) + "\n", encoding="utf-8")
     chunks = _chunks(path)
     assert duck.read_canonical(chunks, MUNICIPAL, _mapping(chunks, MUNICIPAL.names)) is None
+
+
+def test_dropped_columns_are_never_read_on_either_path(
+    fast_calls: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = FIXTURES / "brp_personen.csv"
+    full = read_municipal(path)
+    slim = read_municipal(path, drop=DIRECT_IDENTIFIERS)
+    assert fast_calls == [True, True]
+    assert not set(DIRECT_IDENTIFIERS) & set(slim.frame.columns)
+    kept = [c for c in full.frame.columns if c not in DIRECT_IDENTIFIERS]
+    pd.testing.assert_frame_equal(slim.frame, full.frame[kept])
+    assert slim.warnings == full.warnings  # known columns, not "ignored" ones
+    with monkeypatch.context() as m:
+        m.setattr(duck, "read_canonical", lambda *a, **k: None)
+        ref = read_municipal(path, drop=DIRECT_IDENTIFIERS)
+    _assert_same(slim, ref)
