@@ -146,20 +146,43 @@ def cache_key(
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _read_all(event_dir: EventDir, paths: Mapping[str, str]) -> dict[str, Any]:
+def read_extracts(
+    paths: Mapping[str, str | Path],
+    sources: Any = None,
+    *,
+    municipality: str,
+    year: int,
+) -> dict[str, Any]:
+    """Read the four extracts (settings from event.yaml's `sources`, if given).
+
+    The register is read without the names and the street: the link never uses them.
+    """
     from flows.pipeline import readers
 
-    ev = event_dir.event
+    def setting(which: str) -> Any:
+        return getattr(sources, which) if sources is not None else None
+
     return {
         "municipal": readers.read_municipal(
-            Path(paths["municipal"]), ev.sources.municipal, drop=DIRECT_IDENTIFIERS
+            Path(paths["municipal"]), setting("municipal"), drop=DIRECT_IDENTIFIERS
         ),
         "cbs": readers.read_cbs(
-            Path(paths["cbs"]), ev.sources.cbs, municipality=ev.municipality, year=ev.data_year
+            Path(paths["cbs"]), setting("cbs"), municipality=municipality, year=year
         ),
-        "postcodes": readers.read_postcodes(Path(paths["postcodes"]), ev.sources.postcodes),
-        "school": readers.read_school(Path(paths["school"]), ev.sources.school),
+        "postcodes": readers.read_postcodes(Path(paths["postcodes"]), setting("postcodes")),
+        "school": readers.read_school(Path(paths["school"]), setting("school")),
     }
+
+
+def analysis_table(
+    persons: pd.DataFrame, linked: pd.DataFrame, read: Mapping[str, Any]
+) -> pd.DataFrame:
+    """The generalised analysis table of the linked school rows, in pupil_id order."""
+    from flows.pipeline.analysis import build_analysis_table
+
+    table = build_analysis_table(persons, linked, read["postcodes"].frame, read["cbs"].frame)
+    table = generalise(table, schema_columns())
+    return table.sort_values("pupil_id", kind="mergesort").reset_index(drop=True)
 
 
 def write_parquet(table: pd.DataFrame, dest: Path) -> str:
@@ -194,15 +217,14 @@ def compute_link(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Read, pseudonymise, link, build and write the outputs into out_dir; counts back."""
-    from flows.pipeline.analysis import build_analysis_table
-
     say = _say(progress)
     ev = event_dir.event
     key = load_key(ev.secure_zone, event_dir.root, environ)
     settings = link_settings(event_dir)
 
     say("reading sources")
-    read = _read_all(event_dir, {w: s["path"] for w, s in sources.items()})
+    paths = {w: s["path"] for w, s in sources.items()}
+    read = read_extracts(paths, ev.sources, municipality=ev.municipality, year=ev.data_year)
     say("pseudonymising")
     persons = pseudonymise_persons(read["municipal"].frame, key)
     school = pseudonymise_school(read["school"].frame, key)
@@ -211,10 +233,7 @@ def compute_link(
     result = lk.link_school(school, persons, settings)
     persons, _ = lk.unique_persons(persons)
     say("building the analysis table")
-    postcodes, cbs = read["postcodes"].frame, read["cbs"].frame
-    table = build_analysis_table(persons, result.linked, postcodes, cbs)
-    table = generalise(table, schema_columns())
-    table = table.sort_values("pupil_id", kind="mergesort").reset_index(drop=True)
+    table = analysis_table(persons, result.linked, read)
 
     counts = [
         rp.SourceCounts(
@@ -233,8 +252,8 @@ def compute_link(
         sources=counts,
         result=result,
         persons=persons,
-        postcodes=postcodes,
-        cbs=cbs,
+        postcodes=read["postcodes"].frame,
+        cbs=read["cbs"].frame,
     )
 
     say("writing outputs")

@@ -56,10 +56,13 @@ def elfproef(values: pd.Series) -> pd.Series:
     result = np.zeros(len(arr), dtype=bool)
     okn = ok.to_numpy(zero_copy_only=False)
     if okn.any():
-        nine = pc.filter(arr, ok).combine_chunks()
-        digits = _ascii_digits(nine, 9).astype(np.int64)
-        total = digits @ _BSN_WEIGHTS
-        result[okn] = (total % 11 == 0) & (digits.sum(axis=1) > 0)
+        digits = _ascii_digits(pc.filter(arr, ok).combine_chunks(), 9)
+        total = np.zeros(len(digits), dtype=np.int32)
+        nonzero = np.zeros(len(digits), dtype=bool)
+        for i, weight in enumerate(_BSN_WEIGHTS):  # column by column: no (n, 9) int64 copy
+            total += weight * digits[:, i].astype(np.int32)
+            nonzero |= digits[:, i] != 0
+        result[okn] = (total % 11 == 0) & nonzero
     return pd.Series(result, index=values.index)
 
 
