@@ -138,12 +138,23 @@ def pseudonymise_columns(
     return out
 
 
+def _normalised(src: pa.Table, col: str) -> str:
+    """SQL of the normalised value: the column itself when every value already is nine
+    digits (what the readers give; checked here, in Arrow), else `_key_sql`."""
+    values = src.column(col)
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        nine = pc.and_(pc.equal(pc.utf8_length(values), 9), pc.ascii_is_decimal(values))
+        if pc.all(pc.fill_null(nine, True)).as_py():
+            return f'"{col}"'
+    return _key_sql(col)
+
+
 def _hash(src: pa.Table, key: bytes) -> pa.Table:
     """HMAC of every column of `src`, in DuckDB; Arrow in, Arrow out (no Python object per
     value). SELECT without joins or ORDER BY keeps the row order."""
     outer, inner = _pads(key)
     exprs = ", ".join(
-        f'sha256($1::BLOB || unhex(sha256($2::BLOB || encode({_key_sql(c)})))) AS "{c}"'
+        f'sha256($1::BLOB || unhex(sha256($2::BLOB || encode({_normalised(src, c)})))) AS "{c}"'
         for c in src.column_names
     )
     con = duckdb.connect()
