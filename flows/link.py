@@ -26,8 +26,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
-import yaml
 
 from flows.event import EventDir, load_event
 from flows.objectstore import ObjectStore, sha256_file
@@ -35,18 +33,16 @@ from flows.pipeline import linkage as lk
 from flows.pipeline import report as rp
 from flows.pipeline.audit import AuditLog
 from flows.pipeline.pseudonymise import (
-    DIRECT_IDENTIFIERS,
-    generalise,
     key_fingerprint,
     load_key,
     pseudonymise_persons,
     pseudonymise_school,
 )
+from flows.pipeline.steps import analysis_table, read_extracts, write_parquet
 
 CODE_VERSION = "link-1"  # bump whenever the same inputs would give different output
 SECURE = "secure"
 SOURCES = ("municipal", "cbs", "postcodes", "school")
-SCHEMA_PATH = Path(__file__).with_name("schemas") / "analysis_table.yaml"
 OUTPUT_FILES = ("analysis.parquet", "manifest.json", "report.md", "report.html")
 
 Progress = Callable[[str], None]
@@ -78,10 +74,6 @@ class LinkOutcome:
             "prefix": self.prefix,
             "cached": self.cached,
         }
-
-
-def schema_columns() -> list[str]:
-    return list(yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))["columns"])
 
 
 def secure_dir(event_dir: EventDir) -> Path:
@@ -146,54 +138,6 @@ def cache_key(
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def read_extracts(
-    paths: Mapping[str, str | Path],
-    sources: Any = None,
-    *,
-    municipality: str,
-    year: int,
-) -> dict[str, Any]:
-    """Read the four extracts (settings from event.yaml's `sources`, if given).
-
-    The register is read without the names and the street: the link never uses them.
-    """
-    from flows.pipeline import readers
-
-    def setting(which: str) -> Any:
-        return getattr(sources, which) if sources is not None else None
-
-    return {
-        "municipal": readers.read_municipal(
-            Path(paths["municipal"]), setting("municipal"), drop=DIRECT_IDENTIFIERS
-        ),
-        "cbs": readers.read_cbs(
-            Path(paths["cbs"]), setting("cbs"), municipality=municipality, year=year
-        ),
-        "postcodes": readers.read_postcodes(Path(paths["postcodes"]), setting("postcodes")),
-        "school": readers.read_school(Path(paths["school"]), setting("school")),
-    }
-
-
-def analysis_table(
-    persons: pd.DataFrame, linked: pd.DataFrame, read: Mapping[str, Any]
-) -> pd.DataFrame:
-    """The generalised analysis table of the linked school rows, in pupil_id order."""
-    from flows.pipeline.analysis import build_analysis_table
-
-    table = build_analysis_table(persons, linked, read["postcodes"].frame, read["cbs"].frame)
-    table = generalise(table, schema_columns())
-    return table.sort_values("pupil_id", kind="mergesort").reset_index(drop=True)
-
-
-def write_parquet(table: pd.DataFrame, dest: Path) -> str:
-    """Write deterministically (fixed settings, no index) via a temporary name; sha256."""
-    tmp = dest.with_name(f".{dest.name}.part")
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    pq.write_table(arrow, tmp, compression="zstd", compression_level=3, use_dictionary=True)
-    tmp.replace(dest)
-    return sha256_file(dest)
-
-
 def _write_text(dest: Path, text: str) -> None:
     tmp = dest.with_name(f".{dest.name}.part")
     tmp.write_text(text, encoding="utf-8")
@@ -233,7 +177,7 @@ def compute_link(
     result = lk.link_school(school, persons, settings)
     persons, _ = lk.unique_persons(persons)
     say("building the analysis table")
-    table = analysis_table(persons, result.linked, read)
+    table = analysis_table(persons, result.school, read)
 
     counts = [
         rp.SourceCounts(

@@ -26,6 +26,8 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
 
+from flows.digest import sha256_file
+
 BUCKETS = ("secure", "open", "submissions", "audit")
 COMPLETE = "_COMPLETE"
 SHA_META = "sha256"
@@ -53,15 +55,6 @@ class ObjectInfo:
     size: int
     sha256: str | None
     modified: dt.datetime | None
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks so large extracts do not fill memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _http_client() -> urllib3.PoolManager:

@@ -15,6 +15,7 @@ import hmac
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -22,7 +23,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flows.event import SecureZone
+if TYPE_CHECKING:  # only a type here: importing the event model (pydantic) is slow
+    from flows.event import SecureZone
+
 
 MIN_KEY_BYTES = 32
 _BLOCK = 64  # SHA-256 block size, for the HMAC inner/outer pads

@@ -19,11 +19,10 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from flows.event import Source
 from flows.pipeline.detect import Layout, Where, guess_encoding, read_sample
 from flows.pipeline.errors import SourceError
 from flows.pipeline.readers.common import prepare
@@ -36,6 +35,9 @@ from flows.pipeline.readers.table import (
     resolve_columns,
 )
 from flows.pipeline.schemas import CBS, CBS_NUMBER, STRING, SUPPRESSED
+
+if TYPE_CHECKING:  # only a type here: importing the event model (pydantic) is slow
+    from flows.event import Source
 
 # StatLine label (last path segment, unit removed, lower case) -> canonical name.
 _STATLINE = {

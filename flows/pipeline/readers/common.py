@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from flows.event import Source
 from flows.pipeline.detect import Layout, Where, detect_layout
 from flows.pipeline.errors import SourceError
 from flows.pipeline.readers.table import (
@@ -22,6 +21,9 @@ from flows.pipeline.readers.table import (
     resolve_columns,
 )
 from flows.pipeline.schemas import FrameSpec
+
+if TYPE_CHECKING:  # only a type here: importing the event model (pydantic) is slow
+    from flows.event import Source
 
 
 def prepare(path: Path, source: Source | None, key: str) -> tuple[Path, Where, Layout, dict]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flows.event import Source
 from flows.pipeline.errors import SourceError
 from flows.pipeline.readers.common import read_csv_source
 from flows.pipeline.readers.table import (
@@ -17,6 +17,9 @@ from flows.pipeline.readers.table import (
     line_label,
 )
 from flows.pipeline.schemas import MUNICIPAL, elfproef
+
+if TYPE_CHECKING:  # only a type here: importing the event model (pydantic) is slow
+    from flows.event import Source
 
 REJECT_BSN = "bsn fails elfproef"
 REJECT_PARENT = "bsn_ouder fails elfproef (left empty)"

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flows.event import Source
 from flows.pipeline.readers.common import read_csv_source
 from flows.pipeline.readers.table import (
     ReadResult,
 )
 from flows.pipeline.schemas import POSTCODES
+
+if TYPE_CHECKING:  # only a type here: importing the event model (pydantic) is slow
+    from flows.event import Source
 
 # CBS names the code columns after the year of the classification (Buurt2023, Wijk2024).
 _STEMS = {

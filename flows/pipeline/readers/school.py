@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from flows.event import Source
 from flows.pipeline.readers.common import read_csv_source
 from flows.pipeline.readers.table import (
     ReadResult,
 )
 from flows.pipeline.schemas import SCHOOL, elfproef
+
+if TYPE_CHECKING:  # only a type here: importing the event model (pydantic) is slow
+    from flows.event import Source
 
 REJECT_BSN = "bsn fails elfproef (left empty, linked without it)"
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import duckdb
 import pandas as pd
 import pytest
 
-from flows.pipeline.analysis import build_analysis_table, ses_tertiles
+from flows.pipeline.analysis import analysis_sql, build_analysis_table, ses_tertiles
 
 S = "string[pyarrow]"
 
@@ -212,3 +213,88 @@ def test_forced_link_method_and_ordered_categories():
     assert set(t["link_method"]) == {"exact"}
     assert t["schooladvies"].dtype.ordered
     assert list(t["wijk_ses_tertiel"].dtype.categories) == [1, 2, 3]
+
+
+def _more_school(rows: list[dict]) -> pd.DataFrame:
+    """_school() plus rows given as {column: value}; unspecified columns as in its first row."""
+    base = _school()
+    extra = pd.DataFrame([{**base.iloc[0].to_dict(), **r} for r in rows])
+    return pd.concat([base, extra.astype(base.dtypes.to_dict())], ignore_index=True)
+
+
+def test_ties_in_year_and_kind_keep_input_order():
+    mbo = {"onderwijssoort": "mbo", "schooljaar": "2020-2021", "leerweg": "BOL", "diploma": False}
+    school = _more_school(
+        [
+            {**mbo, "person_key": "X1", "niveau": "mbo-1", "sector": "groen"},
+            {**mbo, "person_key": "X1", "niveau": "mbo-3", "sector": "techniek"},
+        ]
+    )
+    t = build_analysis_table(_persons(), school, _postcodes(), _cbs()).set_index("pupil_id")
+    assert (t.loc["X1", "mbo_niveau"], t.loc["X1", "mbo_sector"]) == ("mbo-1", "groen")
+
+
+def test_pupil_missing_from_register_gets_duo_birth_and_sex():
+    school = _more_school(
+        [{"person_key": "X1", "onderwijssoort": "po", "geslacht": "V", "schooladvies": "havo"}]
+    )
+    t = build_analysis_table(_persons(), school, _postcodes(), _cbs()).set_index("pupil_id")
+    x1 = t.loc["X1"]
+    assert (x1["geboortejaar"], x1["geboortemaand"], x1["geslacht"]) == (2000, 1, "V")
+    assert pd.isna(x1["inkomen_decile"]) and pd.isna(x1["buurt_code"])
+    assert x1["schooladvies"] == "havo" and pd.isna(x1["mbo_uitstroom"])
+
+
+def test_mbo_without_diploma_is_still_enrolled_only_in_the_last_year():
+    mbo = {"onderwijssoort": "mbo", "niveau": "mbo-2", "leerweg": "BBL", "sector": "groen"}
+    school = _more_school(
+        [
+            {**mbo, "person_key": "X1", "schooljaar": "2023-2024"},  # the window's last year
+            {**mbo, "person_key": "X2", "schooljaar": "2021-2022"},
+        ]
+    )
+    t = build_analysis_table(_persons(), school, _postcodes(), _cbs()).set_index("pupil_id")
+    assert t.loc["X1", "mbo_uitstroom"] == "nog-bezig"
+    assert pd.isna(t.loc["X2", "mbo_uitstroom"])
+    assert not t.loc["X2", "mbo_diploma"] and not t.loc["X2", "mbo_uitval_jaar1"]
+
+
+def test_duplicate_address_rows_first_one_wins():
+    postcodes = pd.concat([_postcodes(), _postcodes().assign(buurt_code="BU99999999")])
+    t = build_analysis_table(_persons(), _school(), postcodes, _cbs()).set_index("pupil_id")
+    assert t.loc["P1", "buurt_code"] == "BU00140101"
+
+
+def test_no_linked_rows_gives_an_empty_table_with_the_schema_dtypes():
+    full = build_analysis_table(_persons(), _school(), _postcodes(), _cbs())
+    unlinked = _school().assign(person_key=pd.array([None] * len(_school()), dtype=S))
+    for school in (_school().iloc[:0], unlinked):
+        t = build_analysis_table(_persons(), school, _postcodes(), _cbs())
+        assert len(t) == 0
+        assert t.dtypes.to_dict() == full.dtypes.to_dict()
+
+
+def test_missing_link_method_column_means_exact():
+    t = build_analysis_table(
+        _persons(), _school().drop(columns="link_method"), _postcodes(), _cbs()
+    )
+    assert set(t["link_method"]) == {"exact"}
+
+
+def test_analysis_sql_runs_on_plain_duckdb_views(table):
+    con = duckdb.connect()
+    for name, frame in (
+        ("reg", _persons()),
+        ("duo", _school()),
+        ("pc", _postcodes()),
+        ("kwb", _cbs()),
+    ):
+        con.register(f"{name}_frame", frame)
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM {name}_frame")
+    result = con.sql(analysis_sql("reg", "duo", "pc", "kwb")).to_arrow_table()
+    expected = table.reset_index()
+    assert result.column_names == list(expected.columns)
+    for name in result.column_names:
+        assert result.column(name).to_pylist() == [
+            None if pd.isna(v) else v for v in expected[name].astype(object)
+        ], name

@@ -1,0 +1,72 @@
+"""The link stage's data steps as plain functions: extracts in, analysis table out.
+
+No Prefect, event model or object store here, so the flow (`flows.link`), the tests and
+the benchmark all run the same steps, and a process that only links need not import them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flows.digest import sha256_file
+from flows.pipeline.analysis import build_analysis_table, load_schema
+from flows.pipeline.pseudonymise import DIRECT_IDENTIFIERS, generalise
+
+
+def schema_columns() -> list[str]:
+    return list(load_schema()["columns"])
+
+
+def read_extracts(
+    paths: Mapping[str, str | Path],
+    sources: Any = None,
+    *,
+    municipality: str,
+    year: int,
+) -> dict[str, Any]:
+    """Read the four extracts (settings from event.yaml's `sources`, if given).
+
+    The register is read without the names and the street: the link never uses them.
+    """
+    from flows.pipeline import readers
+
+    def setting(which: str) -> Any:
+        return getattr(sources, which) if sources is not None else None
+
+    return {
+        "municipal": readers.read_municipal(
+            Path(paths["municipal"]), setting("municipal"), drop=DIRECT_IDENTIFIERS
+        ),
+        "cbs": readers.read_cbs(
+            Path(paths["cbs"]), setting("cbs"), municipality=municipality, year=year
+        ),
+        "postcodes": readers.read_postcodes(Path(paths["postcodes"]), setting("postcodes")),
+        "school": readers.read_school(Path(paths["school"]), setting("school")),
+    }
+
+
+def analysis_table(
+    persons: pd.DataFrame, school: pd.DataFrame, read: Mapping[str, Any]
+) -> pd.DataFrame:
+    """The generalised analysis table of the linked school rows (those with a person_key;
+    the query skips the rest), in pupil_id order."""
+    table = build_analysis_table(persons, school, read["postcodes"].frame, read["cbs"].frame)
+    table = generalise(table, schema_columns())
+    if table["pupil_id"].is_monotonic_increasing:  # as the query returns it
+        return table
+    return table.sort_values("pupil_id", kind="mergesort").reset_index(drop=True)
+
+
+def write_parquet(table: pd.DataFrame, dest: Path) -> str:
+    """Write deterministically (fixed settings, no index) via a temporary name; sha256."""
+    tmp = dest.with_name(f".{dest.name}.part")
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    pq.write_table(arrow, tmp, compression="zstd", compression_level=3, use_dictionary=True)
+    tmp.replace(dest)
+    return sha256_file(dest)
