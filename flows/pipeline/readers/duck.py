@@ -63,15 +63,15 @@ def _duckdb_encoding(path: Path, codec: str) -> str | None:
 
 
 def _value(f: Field, text: str) -> str:
-    """SQL of one canonical column from its stripped text; error() where a rule breaks."""
+    """SQL of one canonical column from its stripped text; error() where a rule breaks.
+
+    A conversion that fails raises too (strptime on 20230231, a cast that overflows).
+    """
     kind, ok = f.kind, []
     if kind.pattern is not None:
         ok.append(f"regexp_full_match({text}, {sql_literal(f'(?:{kind.pattern})?')})")
     elif not any(r.values is not None or r.pattern is not None for r in f.checks):
         ok.append(f"NOT regexp_matches({text}, {sql_literal(_EDGE)})")  # else a rule refuses it
-    if kind.date_format is not None:
-        fmt = sql_literal(kind.date_format)
-        ok.append(f"({text} = '' OR try_strptime({text}, {fmt}) IS NOT NULL)")
     if not f.nullable:
         ok.append(f"{text} <> ''")
     value = kind.sql.format(v=f"nullif({text}, '')")
@@ -139,13 +139,37 @@ def read_canonical(chunks: CsvChunks, spec: FrameSpec, mapping: dict[str, str]) 
         return None
     finally:
         con.close()
-    index = pd.RangeIndex(table.num_rows)
-    frame = pd.DataFrame(
-        {f.name: to_pandas(table.column(f.name), index, f.kind.dtype) for f in spec.fields},
-        index=index,
-        copy=False,
-    )
-    return FastRead(frame, table.num_rows)
+    frame = _frame(table, spec, pd.RangeIndex(table.num_rows))
+    return None if frame is None else FastRead(frame, table.num_rows)
+
+
+def _frame(table: pa.Table, spec: FrameSpec, index: pd.Index) -> pd.DataFrame | None:
+    """The query's Arrow columns as the canonical pandas dtypes; None if one cannot be held
+    (e.g. a real date outside pandas' datetime64[ns] range, years 1677-2262)."""
+    try:
+        columns = {
+            f.name: to_pandas(table.column(f.name), index, f.kind.dtype) for f in spec.fields
+        }
+    except (pa.ArrowInvalid, OverflowError):
+        return None
+    return pd.DataFrame(columns, index=index, copy=False)
+
+
+def convert_texts(texts: pd.DataFrame, spec: FrameSpec) -> pd.DataFrame | None:
+    """The canonical frame of a frame of stripped texts named as `spec` (a chunk that a
+    reader has already scoped), same index; None if any value breaks a rule."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_progress_bar = false")
+        con.execute("SET preserve_insertion_order = true")
+        con.register("texts", pa.Table.from_pandas(texts[spec.names], preserve_index=False))
+        sql = canonical_sql("texts", spec, {name: name for name in spec.names})
+        table = con.sql(sql).to_arrow_table()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    return _frame(table, spec, texts.index)
 
 
 def custom_rules_hold(spec: FrameSpec, frame: pd.DataFrame) -> bool:

@@ -259,7 +259,8 @@ def _collect(
     row_label: RowLabel,
     before_error: Callable[[], None] | None,
 ) -> Collected:
-    raw_schema, schema = spec.raw_schema(), spec.schema()
+    from flows.pipeline.readers.duck import convert_texts, custom_rules_hold
+
     frames: list[pd.DataFrame] = []
     rejected: Counter[str] = Counter()
     rows = 0
@@ -274,15 +275,21 @@ def _collect(
                     frame[f.name] = pd.Series("", index=chunk.index, dtype=STRING)
             if prepare is not None:
                 frame = prepare(frame)
-            validate(raw_schema, frame, where, mapping, row_label)
-            typed = pd.DataFrame(
-                {f.name: f.kind.convert(frame[f.name], decimal) for f in spec.fields}
-            )
+            # DuckDB checks and converts the chunk; pandera only for a chunk it refuses,
+            # so that its failure cases name the rows.
+            typed = convert_texts(frame, spec) if len(frame) else None
+            checked = typed is not None
+            if not checked:
+                validate(spec.raw_schema(), frame, where, mapping, row_label)
+                typed = pd.DataFrame(
+                    {f.name: f.kind.convert(frame[f.name], decimal) for f in spec.fields}
+                )
             del frame
             if reject is not None:
                 typed, counts = reject(typed)
                 rejected.update(counts)
-            validate(schema, typed, where, mapping, row_label)
+            if not (checked and custom_rules_hold(spec, typed)):
+                validate(spec.schema(), typed, where, mapping, row_label)
         except SourceError:
             if before_error is not None:
                 before_error()

@@ -15,8 +15,9 @@ import pytest
 
 from flows.demodata import simulate, write_sources
 from flows.pipeline.detect import detect_layout
+from flows.pipeline.errors import SourceError
 from flows.pipeline.pseudonymise import DIRECT_IDENTIFIERS
-from flows.pipeline.readers import duck, read_municipal, read_postcodes, read_school
+from flows.pipeline.readers import duck, read_cbs, read_municipal, read_postcodes, read_school
 from flows.pipeline.readers.table import CsvChunks, Where
 from flows.pipeline.schemas import MUNICIPAL, SCHOOL
 
@@ -180,3 +181,36 @@ def test_dropped_columns_are_never_read_on_either_path(
         m.setattr(duck, "read_canonical", lambda *a, **k: None)
         ref = read_municipal(path, drop=DIRECT_IDENTIFIERS)
     _assert_same(slim, ref)
+
+
+def test_a_date_pandas_cannot_hold_is_declined_not_crashed(tmp_path: Path) -> None:
+    text = (FIXTURES / "duo_onderwijs.csv").read_text()
+    path = tmp_path / "duo.csv"
+    path.write_text(text.replace("2010-03-15", "0001-03-15", 1))
+    chunks = _chunks(path)
+    assert duck.read_canonical(chunks, SCHOOL, _mapping(chunks, SCHOOL.names)) is None
+    with pytest.raises(SourceError, match="geboortedatum"):
+        read_school(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "year"),
+    [("kwb_2023_statline.csv", 2023), ("kwb_2023_odata.json", 2023), ("kwb-2023.csv", 2023)],
+)
+def test_cbs_chunks_convert_the_same_in_duckdb_and_pandera(
+    name: str, year: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CBS tables are scoped chunk by chunk, then DuckDB checks and converts each chunk."""
+    calls: list[bool] = []
+    real = duck.convert_texts
+
+    def spy(*args, **kwargs):
+        got = real(*args, **kwargs)
+        calls.append(got is not None)
+        return got
+
+    monkeypatch.setattr(duck, "convert_texts", spy)
+    fast = read_cbs(FIXTURES / name, municipality="GM0014", year=year)
+    assert calls and all(calls)
+    monkeypatch.setattr(duck, "convert_texts", lambda *a, **k: None)
+    _assert_same(fast, read_cbs(FIXTURES / name, municipality="GM0014", year=year))
