@@ -7,6 +7,7 @@ and that the fast path really ran (or, for files it must refuse, really declined
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -214,3 +215,8 @@ def test_cbs_chunks_convert_the_same_in_duckdb_and_pandera(
     assert calls and all(calls)
     monkeypatch.setattr(duck, "convert_texts", lambda *a, **k: None)
     _assert_same(fast, read_cbs(FIXTURES / name, municipality="GM0014", year=year))
+
+
+def test_the_whitespace_list_is_what_python_strips() -> None:
+    every = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+    assert every == duck._WHITESPACE
