@@ -36,9 +36,9 @@ _WHITESPACE = (  # every character with str.isspace() (a test checks the list)
     "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 _EDGE = "^[{0}]|[{0}]$".format("".join(f"\\x{{{ord(c):x}}}" for c in _WHITESPACE))
-# cp1252 and Latin-1 differ only in bytes 0x80-0x9F: a cp1252 file without them is read as
-# Latin-1, which DuckDB decodes.
-_SCAN_BYTES = 16 << 20
+# cp1252 and Latin-1 differ only in bytes 0x80-0x9F, which DuckDB's Latin-1 decoder
+# refuses: a cp1252 file is read as Latin-1, and one holding such a byte (a euro sign, a
+# curly quote) fails that read and is parsed by Arrow in transcoded blocks instead.
 
 
 @dataclass
@@ -49,19 +49,11 @@ class FastRead:
     rows_read: int
 
 
-def _duckdb_encoding(path: Path, codec: str) -> str | None:
-    """The DuckDB encoding that decodes the file exactly as `codec` does, or None."""
-    if codec in ("utf-8", "utf-8-sig"):
-        return "utf-8"
-    if codec == "latin-1":
-        return "latin-1"
-    if codec == "cp1252":
-        with open(path, "rb") as fh:
-            while block := fh.read(_SCAN_BYTES):
-                if ((np.frombuffer(block, dtype=np.uint8) & 0xE0) == 0x80).any():
-                    return None
-        return "latin-1"
-    return None
+def _duckdb_encoding(codec: str) -> str | None:
+    """DuckDB's name of the encoding that reads the file (cp1252 via Latin-1), or None."""
+    return {"utf-8": "utf-8", "utf-8-sig": "utf-8", "latin-1": "latin-1", "cp1252": "latin-1"}.get(
+        codec
+    )
 
 
 def _value(f: Field, text: str) -> str:
@@ -117,32 +109,49 @@ def canonical_sql(source: str, spec: FrameSpec, mapping: dict[str, str]) -> str:
 def read_canonical(chunks: CsvChunks, spec: FrameSpec, mapping: dict[str, str]) -> FastRead | None:
     """The canonical frame of a well-formed extract whose values all keep the rules, else None.
 
-    DuckDB reads UTF-8 and Latin-1 itself; other files (cp1252 with bytes 0x80-0x9F) are
-    parsed by Arrow in transcoded blocks and streamed into the same query.
+    DuckDB reads UTF-8 and Latin-1 itself, and cp1252 as Latin-1 unless it holds a byte
+    where the two differ; such a file is parsed by Arrow in transcoded blocks instead and
+    streamed into the same query.
     """
-    layout = chunks.layout
-    names = list(layout.header)
+    names = list(chunks.layout.header)
     if len(set(names)) != len(names) or "" in names:
         return None
-    encoding = _duckdb_encoding(chunks.path, layout.encoding)
+    encoding = _duckdb_encoding(chunks.layout.encoding)
+    if encoding is None:
+        return None
+    table = _query(chunks, spec, mapping, encoding)
+    if table is None and chunks.layout.encoding == "cp1252":
+        table = _query(chunks, spec, mapping, None)
+    if table is None:
+        return None
+    frame = _frame(table, spec, pd.RangeIndex(table.num_rows))
+    return None if frame is None else FastRead(frame, table.num_rows)
+
+
+def _query(
+    chunks: CsvChunks,
+    spec: FrameSpec,
+    mapping: dict[str, str],
+    encoding: str | None,
+) -> pa.Table | None:
+    """Run `canonical_sql` over DuckDB's CSV reader (`encoding`) or Arrow's (None)."""
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute("SET preserve_insertion_order = true")
         if encoding is not None:
-            source = _csv_scan(chunks.path, layout, encoding)
+            source = _csv_scan(chunks.path, chunks.layout, encoding)
         else:
+            names = list(chunks.layout.header)
             schema = pa.schema([(name, pa.string()) for name in names])
             batches = (b for t in chunks.arrow_tables() for b in t.to_batches())
             con.register("arrow_source", pa.RecordBatchReader.from_batches(schema, batches))
             source = "arrow_source"
-        table = con.sql(canonical_sql(source, spec, mapping)).to_arrow_table()
+        return con.sql(canonical_sql(source, spec, mapping)).to_arrow_table()
     except (duckdb.Error, FastPathDeclined, SourceError):
         return None
     finally:
         con.close()
-    frame = _frame(table, spec, pd.RangeIndex(table.num_rows))
-    return None if frame is None else FastRead(frame, table.num_rows)
 
 
 def _frame(table: pa.Table, spec: FrameSpec, index: pd.Index) -> pd.DataFrame | None:

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from flows.demodata import simulate, write_sources
-from flows.pipeline.detect import detect_layout
+from flows.pipeline.detect import SAMPLE_BYTES, detect_layout
 from flows.pipeline.errors import SourceError
 from flows.pipeline.pseudonymise import DIRECT_IDENTIFIERS
 from flows.pipeline.readers import duck, read_cbs, read_municipal, read_postcodes, read_school
@@ -220,3 +220,19 @@ def test_cbs_chunks_convert_the_same_in_duckdb_and_pandera(
 def test_the_whitespace_list_is_what_python_strips() -> None:
     every = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
     assert every == duck._WHITESPACE
+
+
+def test_a_byte_cp1252_leaves_undefined_is_refused_even_in_a_dropped_column(
+    tmp_path: Path,
+) -> None:
+    """Past the detection sample, read as Latin-1 it would pass unnoticed; the reference
+    path names the byte and its line."""
+    files = write_sources(simulate(10_000, 11), tmp_path)
+    path = files["brp_personen.csv"]
+    lines = path.read_bytes().split(b"\n")
+    assert sum(len(line) for line in lines[:-2]) > SAMPLE_BYTES
+    first_name = lines[-2].split(b";")[1]
+    lines[-2] = lines[-2].replace(first_name, first_name + b"\x81", 1)
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(SourceError, match="0x81"):
+        read_municipal(path, drop=DIRECT_IDENTIFIERS)
