@@ -222,27 +222,22 @@ JN = Kind(
     sql="CASE upper({v}) WHEN 'J' THEN true WHEN 'N' THEN false END",
 )
 SCHOOLJAAR = Kind(r"\d{4}-\d{4}", "a school year like 2019-2020", STRING, _text)
-BUURT = Kind(
-    r"(?:BU|bu)?\d{1,8}",
-    "a buurt code (BU + 8 digits)",
-    STRING,
-    _code("BU", 8),
-    sql=_code_sql("BU", 8),
-)
-WIJK = Kind(
-    r"(?:WK|wk)?\d{1,6}",
-    "a wijk code (WK + 6 digits)",
-    STRING,
-    _code("WK", 6),
-    sql=_code_sql("WK", 6),
-)
-GEMEENTE = Kind(
-    r"(?:GM|gm)?\d{1,4}",
-    "a gemeente code (GM + 4 digits)",
-    STRING,
-    _code("GM", 4),
-    sql=_code_sql("GM", 4),
-)
+
+
+def _region_kind(prefix: str, digits: int, name: str) -> Kind:
+    """A CBS code written as an integer (140101) or with prefix and padding (BU00140101)."""
+    return Kind(
+        f"(?:{prefix}|{prefix.lower()})?\\d{{1,{digits}}}",
+        f"a {name} code ({prefix} + {digits} digits)",
+        STRING,
+        _code(prefix, digits),
+        sql=_code_sql(prefix, digits),
+    )
+
+
+BUURT = _region_kind("BU", 8, "buurt")
+WIJK = _region_kind("WK", 6, "wijk")
+GEMEENTE = _region_kind("GM", 4, "gemeente")
 REGION_CODE = Kind(
     r"(?:GM\d{4}|WK\d{6}|BU\d{8})",
     "a CBS region code (GM/WK/BU + digits)",

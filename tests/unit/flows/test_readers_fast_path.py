@@ -30,19 +30,23 @@ READERS: dict[str, Callable] = {
 }
 
 
-@pytest.fixture
-def fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Records, per call, whether the fast path returned a frame."""
+def _spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[bool]:
+    """Records, per call of duck.<name>, whether DuckDB returned a result."""
     calls: list[bool] = []
-    real = duck.read_canonical
+    real = getattr(duck, name)
 
     def spy(*args, **kwargs):
         got = real(*args, **kwargs)
         calls.append(got is not None)
         return got
 
-    monkeypatch.setattr(duck, "read_canonical", spy)
+    monkeypatch.setattr(duck, name, spy)
     return calls
+
+
+@pytest.fixture
+def fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    return _spy(monkeypatch, "read_canonical")
 
 
 def _reference(read: Callable, path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -202,15 +206,7 @@ def test_cbs_chunks_convert_the_same_in_duckdb_and_pandera(
     name: str, year: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """CBS tables are scoped chunk by chunk, then DuckDB checks and converts each chunk."""
-    calls: list[bool] = []
-    real = duck.convert_texts
-
-    def spy(*args, **kwargs):
-        got = real(*args, **kwargs)
-        calls.append(got is not None)
-        return got
-
-    monkeypatch.setattr(duck, "convert_texts", spy)
+    calls = _spy(monkeypatch, "convert_texts")
     fast = read_cbs(FIXTURES / name, municipality="GM0014", year=year)
     assert calls and all(calls)
     monkeypatch.setattr(duck, "convert_texts", lambda *a, **k: None)
