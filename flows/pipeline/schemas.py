@@ -184,7 +184,13 @@ class Kind:
 
 
 TEXT = Kind(None, "text", STRING, _text)
-BSN = Kind(r"\d{8,9}", "a BSN of 9 digits", STRING, _bsn, sql="lpad({v}, 9, '0')")
+BSN = Kind(
+    r"\d{8,9}",
+    "a BSN of 9 digits",
+    STRING,
+    _bsn,
+    sql="CASE WHEN length({v}) = 9 THEN {v} ELSE lpad({v}, 9, '0') END",  # lpad copies
+)
 DATE_YMD = Kind(
     r"\d{8}",
     "a date written YYYYMMDD",

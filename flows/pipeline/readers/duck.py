@@ -92,7 +92,9 @@ def canonical_sql(source: str, spec: FrameSpec, mapping: dict[str, str]) -> str:
     for f in spec.fields:
         if f.name in mapping:
             raw = '"' + mapping[f.name].replace('"', '""') + '"'
-            text = f"trim(coalesce({raw}, ''))"
+            # trim() only where needed: it copies every value it is given
+            padded = f"{raw} LIKE ' %' OR {raw} LIKE '% '"
+            text = f"coalesce(CASE WHEN {padded} THEN trim({raw}) ELSE {raw} END, '')"
         else:
             text = "''"
         name = f'"{f.name}"'
