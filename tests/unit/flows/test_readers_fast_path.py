@@ -232,3 +232,18 @@ def test_a_byte_cp1252_leaves_undefined_is_refused_even_in_a_dropped_column(
     path.write_bytes(b"\n".join(lines))
     with pytest.raises(SourceError, match="0x81"):
         read_municipal(path, drop=DIRECT_IDENTIFIERS)
+
+
+def test_values_padded_with_spaces_are_stripped_on_the_fast_path(
+    tmp_path: Path, fast_calls: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = (FIXTURES / "brp_utf8.csv").read_text(encoding="utf-8").splitlines()
+    padded = [lines[0]] + [
+        ";".join(f" {v}  " if v else v for v in line.split(";")) for line in lines[1:]
+    ]
+    path = tmp_path / "brp_padded.csv"
+    path.write_text("\n".join(padded) + "\n", encoding="utf-8")
+    got = read_municipal(path)
+    assert fast_calls == [True]
+    _assert_same(got, _reference(read_municipal, path, monkeypatch))
+    pd.testing.assert_frame_equal(got.frame, read_municipal(FIXTURES / "brp_utf8.csv").frame)
