@@ -49,32 +49,26 @@ _BSN_WEIGHTS = np.array([9, 8, 7, 6, 5, 4, 3, 2, -1], dtype=np.int64)
 
 def elfproef(values: pd.Series) -> pd.Series:
     """True where a 9-digit number passes the BSN 11-test (all zeros does not)."""
-    arr = _arrow(values)
+    arr = values.astype(STRING).array.__arrow_array__()
+    arr = arr.combine_chunks() if isinstance(arr, pa_.ChunkedArray) else arr
     # exactly nine ASCII digits (as the regex \d{9}, without running a regex per value)
     nine = pc.and_(pc.equal(pc.binary_length(arr), 9), pc.ascii_is_decimal(arr))
-    ok = pc.fill_null(nine, False)
+    okn = pc.fill_null(nine, False).to_numpy(zero_copy_only=False)
     result = np.zeros(len(arr), dtype=bool)
-    okn = ok.to_numpy(zero_copy_only=False)
     if okn.any():
-        digits = _ascii_digits(pc.filter(arr, ok).combine_chunks(), 9)
-        total = np.zeros(len(digits), dtype=np.int32)
-        nonzero = np.zeros(len(digits), dtype=bool)
-        for i, weight in enumerate(_BSN_WEIGHTS):  # column by column: no (n, 9) int64 copy
-            total += weight * digits[:, i].astype(np.int32)
-            nonzero |= digits[:, i] != 0
+        offsets_type = np.int64 if pa_.types.is_large_string(arr.type) else np.int32
+        bufs = arr.buffers()
+        starts = np.frombuffer(bufs[1], dtype=offsets_type)[arr.offset : arr.offset + len(arr)]
+        starts = starts[okn].astype(np.int64)
+        data = np.frombuffer(bufs[2], dtype=np.uint8)
+        total = np.zeros(len(starts), dtype=np.int32)
+        nonzero = np.zeros(len(starts), dtype=bool)
+        for i, weight in enumerate(_BSN_WEIGHTS):  # digit by digit, read in place
+            digit = data[starts + i].astype(np.int32) - 48
+            total += weight * digit
+            nonzero |= digit != 0
         result[okn] = (total % 11 == 0) & nonzero
     return pd.Series(result, index=values.index)
-
-
-def _ascii_digits(arr: pa_.Array, width: int) -> np.ndarray:
-    """(n, width) digit values of n strings of exactly `width` ASCII digits, read from the
-    Arrow buffer directly (no Python string per value)."""
-    offsets_type = np.int64 if pa_.types.is_large_string(arr.type) else np.int32
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=offsets_type)[arr.offset : arr.offset + len(arr) + 1]
-    start, end = int(offsets[0]), int(offsets[-1])
-    data = np.frombuffer(bufs[2], dtype=np.uint8)[start:end]
-    return data.reshape(-1, width) - 48
 
 
 def _arrow(s: pd.Series) -> pa_.ChunkedArray:
