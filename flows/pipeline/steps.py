@@ -18,6 +18,10 @@ from flows.digest import sha256_file
 from flows.pipeline.analysis import build_analysis_table, load_schema
 from flows.pipeline.pseudonymise import DIRECT_IDENTIFIERS, generalise
 
+# Register columns the link never uses, so never read: the direct identifiers, and the
+# household income in euros (the analysis uses its national decile).
+REGISTER_NOT_READ = (*DIRECT_IDENTIFIERS, "inkomen_huishouden")
+
 
 def schema_columns() -> list[str]:
     return list(load_schema()["columns"])
@@ -32,7 +36,7 @@ def read_extracts(
 ) -> dict[str, Any]:
     """Read the four extracts (settings from event.yaml's `sources`, if given).
 
-    The register is read without the names and the street: the link never uses them.
+    The register is read without the columns in REGISTER_NOT_READ (names, street, ...).
     """
     from flows.pipeline import readers
 
@@ -41,7 +45,7 @@ def read_extracts(
 
     return {
         "municipal": readers.read_municipal(
-            Path(paths["municipal"]), setting("municipal"), drop=DIRECT_IDENTIFIERS
+            Path(paths["municipal"]), setting("municipal"), drop=REGISTER_NOT_READ
         ),
         "cbs": readers.read_cbs(
             Path(paths["cbs"]), setting("cbs"), municipality=municipality, year=year
