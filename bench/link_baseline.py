@@ -9,12 +9,12 @@ where the shared `analysis_sql` needs it; DuckDB runs it all in parallel.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import duckdb
 
 from flows.pipeline.analysis_sql import analysis_sql
+from flows.pipeline.pseudonymise import hmac_pads
 
 # The CSVs are loaded as tables (DuckDB parses them in parallel and keeps file order), so
 # `rowid` numbers the rows in input order, the tie-break the analysis query needs.
@@ -45,12 +45,6 @@ CREATE VIEW cbs AS SELECT trim(code) AS region_code, lower(trim(soort)) AS regio
   FROM read_csv('{d}/kwb_2023_statline.csv', delim=';', header=true, all_varchar=true,
     names=['wb', 'naam', 'soort', 'code', 'inw', 'inw015', 'ink', 'laag', 'bijstand', 'sted']);
 """
-
-
-def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
-    """HMAC-SHA256's outer and inner key pads (RFC 2104)."""
-    k = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
-    return bytes(b ^ 0x5C for b in k), bytes(b ^ 0x36 for b in k)
 
 
 def run_baseline(src: Path, key: bytes, out: Path) -> int:

@@ -15,6 +15,8 @@ Semantics kept from the former pandas implementation:
 
 from __future__ import annotations
 
+from flows.pipeline.schemas import sql_literal
+
 _VO_DIPLOMAS = "('vmbo-b', 'vmbo-k', 'vmbo-gt', 'havo', 'vwo')"
 # A year outside +-_YEAR_SPAN (only a school year like "1e99-..." parses to one) sorts as a
 # missing year, which keeps the order key within BIGINT.
@@ -25,10 +27,6 @@ def _mbo_rank(niveau: str) -> str:
     """mbo-1 .. mbo-4 as 1 .. 4, anything else NULL."""
     ranks = " ".join(f"WHEN 'mbo-{i}' THEN {i}" for i in range(1, 5))
     return f"CASE {niveau} {ranks} END"
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def analysis_sql(
@@ -51,7 +49,7 @@ def analysis_sql(
     Text comes out as VARCHAR, whole numbers as BIGINT, measures as DOUBLE, flags BOOLEAN.
     """
     rn = "row_number() OVER ()" if row_id is None else f'"{row_id}"'
-    method = "p.first_link_method" if link_method is None else _literal(link_method)
+    method = "p.first_link_method" if link_method is None else sql_literal(link_method)
     school_method = "CAST(link_method AS VARCHAR)" if link_method is None else "NULL"
     # Linked school rows; ord sorts a pupil's rows by (year, kind, input order) as one
     # BIGINT, so every pick is an arg_min/arg_max over it.

@@ -98,7 +98,8 @@ def key_fingerprint(key: bytes) -> str:
     return hmac.new(key, b"hackgap cache fingerprint", hashlib.sha256).hexdigest()[:16]
 
 
-def _pads(key: bytes) -> tuple[bytes, bytes]:
+def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
+    """HMAC-SHA256's outer and inner key pads (RFC 2104)."""
     k = hashlib.sha256(key).digest() if len(key) > _BLOCK else key
     k = k.ljust(_BLOCK, b"\0")
     return bytes(b ^ 0x5C for b in k), bytes(b ^ 0x36 for b in k)
@@ -155,7 +156,7 @@ def _normalised(src: pa.Table, col: str) -> str:
 def _hash(src: pa.Table, key: bytes) -> pa.Table:
     """HMAC of every column of `src`, in DuckDB; Arrow in, Arrow out (no Python object per
     value). SELECT without joins or ORDER BY keeps the row order."""
-    outer, inner = _pads(key)
+    outer, inner = hmac_pads(key)
     exprs = ", ".join(
         f'sha256($1::BLOB || unhex(sha256($2::BLOB || encode({_normalised(src, c)})))) AS "{c}"'
         for c in src.column_names

@@ -275,9 +275,7 @@ class Rule:
         if self.values is not None:
             # a regular expression, not IN: DuckDB turns a long IN list (and list_contains)
             # into a join, and the reader's row order would be lost
-            choices = "|".join(
-                re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", str(v)) for v in self.values
-            )
+            choices = "|".join(_REGEX_SPECIAL.sub(r"\\\1", str(v)) for v in self.values)
             return f"regexp_full_match(CAST({column} AS VARCHAR), {sql_literal(f'(?:{choices})')})"
         if self.low is not None:
             return f"{column} BETWEEN {self.low} AND {self.high}"

@@ -226,8 +226,9 @@ def collect(
     CsvChunks are read by DuckDB first (`duck.read_canonical`: parse, check and convert in
     one parallel pass); if it declines the file or any rule fails, the whole file is read
     again through pandas and pandera, whose messages (and row numbers) are the reference,
-    so the fast path can never change what an organiser is told. (Chunks whose sources
-    need a `prepare` step, the small CBS tables, are read through Arrow, then pandas.)
+    so the fast path can never change what an organiser is told. Sources that need a
+    `prepare` step (the small CBS tables) are scoped chunk by chunk, and DuckDB checks and
+    converts each chunk (`duck.convert_texts`); pandera runs only on a chunk it refuses.
     """
     if isinstance(chunks, CsvChunks) and chunks.fast and prepare is None:
         from flows.pipeline.readers.duck import custom_rules_hold, read_canonical
