@@ -15,7 +15,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # libraries' progress bars; the CLI 
 import typer
 from rich.console import Console
 
-from flows.commands import challenge, demo, event, link, services, synthesize
+from flows.commands import challenge, demo, event, link, review, services, synthesize, teams
 from flows.runtime import is_user_error
 
 app = typer.Typer(
@@ -33,6 +33,8 @@ app.command("demo")(demo.demo)
 app.command("link")(link.link)
 app.command("synthesize")(synthesize.synthesize)
 app.add_typer(challenge.app, name="challenge")
+app.add_typer(teams.app, name="teams")
+app.add_typer(review.app, name="review")
 
 err_console = Console(stderr=True)
 

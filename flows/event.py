@@ -90,6 +90,19 @@ class SecureZone(_Model):
     min_cell_count: int = Field(
         10, ge=1, description="Smallest count shown in reports and released outputs."
     )
+    min_link_rate: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="Smallest share of pupils that must link to a register person; below it "
+        "the link stage stops before publishing.",
+    )
+    minimise_margin_years: float = Field(
+        1.0,
+        ge=0,
+        description="Register persons are kept only when born within the school data's "
+        "birth-date range widened by this many years (plus the parents they name).",
+    )
 
 
 class TwinThresholds(_Model):
@@ -155,6 +168,33 @@ class Team(_Model):
     open_data_only: bool = Field(
         True, description="False lets the team request verification on real data."
     )
+    challenge: Slug | None = Field(
+        None, description="The team's chosen challenge; default: every challenge of the event."
+    )
+
+
+class OAuth(_Model):
+    """An OAuth provider for production log-in (oauthenticator), instead of hackgap passwords."""
+
+    provider: Literal["github", "generic"] = Field(
+        description="github, or generic (any OpenID Connect provider)."
+    )
+    client_id_env: str = Field(
+        "HACKGAP_OAUTH_CLIENT_ID", description="Environment variable holding the client id."
+    )
+    client_secret_env: str = Field(
+        "HACKGAP_OAUTH_CLIENT_SECRET",
+        description="Environment variable holding the client secret.",
+    )
+    callback_url: str | None = Field(
+        None, description="The hub's public OAuth callback URL (…/hub/oauth_callback)."
+    )
+    authorize_url: str | None = Field(None, description="generic: the authorisation endpoint.")
+    token_url: str | None = Field(None, description="generic: the token endpoint.")
+    userdata_url: str | None = Field(None, description="generic: the userinfo endpoint.")
+    username_claim: str = Field(
+        "preferred_username", description="generic: the claim that holds the username."
+    )
 
 
 class Sandbox(_Model):
@@ -166,6 +206,49 @@ class Sandbox(_Model):
     start_timeout: int = Field(120, ge=10, description="Seconds to wait for a sandbox to start.")
     image: str = Field(
         "hackgap/sandbox:latest", description="Image for the docker and kubernetes backends."
+    )
+    auth: Literal["hackgap", "oauth"] = Field(
+        "hackgap",
+        description="hackgap: personal passwords hackgap generates (stored hashed); "
+        "oauth: log in through the provider in `oauth`.",
+    )
+    oauth: OAuth | None = None
+    cull_idle_after: int = Field(
+        3600,
+        ge=60,
+        description="After the event's end, stop team servers idle this many seconds "
+        "(never during the event).",
+    )
+    network: str | None = Field(
+        None, description="docker: the event's internal network (default hackgap-<event name>)."
+    )
+
+
+class Judging(_Model):
+    judges_per_submission: int = Field(2, ge=1, description="Judges scoring each submission.")
+    conflicts: dict[Username, list[Slug]] = Field(
+        default_factory=dict,
+        description="Judge -> teams they are linked to and must not score.",
+    )
+    disagreement_margin: float = Field(
+        1.5,
+        gt=0,
+        description="Flag a criterion where two judges' scores differ by more than this.",
+    )
+
+
+class Review(_Model):
+    """Re-running and verifying submitted notebooks."""
+
+    time_limit: int = Field(600, ge=10, description="Seconds a notebook may run.")
+    mem_limit: str = Field(
+        "2G", pattern=r"^\d+(\.\d+)?[KMGT]?$", description="Memory a notebook run may use."
+    )
+    workers: int | None = Field(
+        None, ge=1, description="Notebooks run at once; default the machine's cores."
+    )
+    two_reviewers: bool = Field(
+        False, description="The airlock needs two different reviewers to release an output."
     )
 
 
@@ -193,6 +276,9 @@ class Event(_Model):
     teams: list[Team] = Field(default_factory=list)
     sandbox: Sandbox = Field(default_factory=Sandbox)
     judges: list[Username] = Field(default_factory=list)
+    organisers: list[Username] = Field(default_factory=list)
+    judging: Judging = Field(default_factory=Judging)
+    review: Review = Field(default_factory=Review)
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> Event:
@@ -201,6 +287,37 @@ class Event(_Model):
                 "dates are out of order: start must come before deadline, "
                 "and deadline no later than end"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _people_and_references(self) -> Event:
+        members = {m: t.name for t in self.teams for m in t.members}
+        for role, people in (("judges", self.judges), ("organisers", self.organisers)):
+            for person in people:
+                if person in members:
+                    raise ValueError(
+                        f"{role}: '{person}' is also a member of team '{members[person]}'; "
+                        "a judge or organiser cannot be in a team"
+                    )
+        teams = {t.name for t in self.teams}
+        for team in self.teams:
+            if team.challenge is not None and team.challenge not in self.challenges:
+                raise ValueError(
+                    f"team '{team.name}' chose challenge '{team.challenge}', which is not in "
+                    "`challenges`; add it there or correct the name"
+                )
+        for judge, linked in self.judging.conflicts.items():
+            if judge not in self.judges:
+                raise ValueError(
+                    f"judging.conflicts names '{judge}', who is not in `judges`; add the judge "
+                    "or remove the entry"
+                )
+            for team in linked:
+                if team not in teams:
+                    raise ValueError(
+                        f"judging.conflicts: '{judge}' is linked to unknown team '{team}'; "
+                        "use a name from `teams`"
+                    )
         return self
 
     @field_validator("teams")
