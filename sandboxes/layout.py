@@ -58,6 +58,13 @@ def review_dir(workdir: Path) -> Path:
     return Path(workdir) / "review"
 
 
+def judge_view_dir(workdir: Path, team: str) -> Path:
+    """What judges may see of a team's submission, written by the review stage only after
+    checks: the executed twin notebook, the re-run result, the twin's outputs and the real-data
+    outputs the airlock released. The judge page reads nothing else."""
+    return Path(workdir) / "judging" / "submissions" / team
+
+
 def judging_db(workdir: Path) -> Path:
     """The judges' scores (SQLite)."""
     return Path(workdir) / "judging" / "scores.sqlite"
