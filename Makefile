@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/hackgap demo $(DEMO_DIR)
 
 test: $(STAMP)
-	scripts/bootstrap.sh system
+	scripts/bootstrap.sh system docker
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
