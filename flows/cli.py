@@ -15,7 +15,17 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # libraries' progress bars; the CLI 
 import typer
 from rich.console import Console
 
-from flows.commands import challenge, demo, event, link, review, services, synthesize, teams
+from flows.commands import (
+    challenge,
+    demo,
+    event,
+    link,
+    review,
+    sandbox_image,
+    services,
+    synthesize,
+    teams,
+)
 from flows.runtime import is_user_error
 
 app = typer.Typer(
@@ -35,6 +45,7 @@ app.command("synthesize")(synthesize.synthesize)
 app.add_typer(challenge.app, name="challenge")
 app.add_typer(teams.app, name="teams")
 app.add_typer(review.app, name="review")
+app.add_typer(sandbox_image.app, name="sandbox-image")
 
 err_console = Console(stderr=True)
 
