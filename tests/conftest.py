@@ -123,3 +123,36 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     workdir = getattr(item, "funcargs", {}).get("services_workdir")
     if workdir is not None:
         report.sections.append(("service logs", _log_tails(workdir)))
+
+
+# -- Docker engine and sandbox image (docker-marked tests) ------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A client for a running Docker engine; as root, `scripts/bootstrap.sh docker` starts one.
+
+    Fails (never skips) with a hint when there is no engine and it cannot be started.
+    """
+    import subprocess
+
+    from sandboxes import docker as sandbox_docker
+
+    try:
+        return sandbox_docker.engine()
+    except sandbox_docker.SandboxError as exc:
+        if os.geteuid() != 0:
+            pytest.fail(f"{exc} (docker-marked tests need an engine)")
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bootstrap.sh"
+    run = subprocess.run([str(script), "docker"], capture_output=True, text=True)
+    if run.returncode != 0:
+        pytest.fail(f"`scripts/bootstrap.sh docker` could not start an engine: {run.stderr[-500:]}")
+    return sandbox_docker.engine()
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_engine) -> str:
+    """The team sandbox image, built once per machine (a no-op while its inputs are unchanged)."""
+    from sandboxes import image
+
+    return image.build(say=lambda message: print(message, file=sys.stderr)).tag
