@@ -111,8 +111,12 @@ class TwinThresholds(_Model):
     min_quality: float = Field(
         0.80, ge=0, le=1, description="Minimum SDMetrics overall quality score."
     )
-    max_identical_rows: int = Field(
-        0, ge=0, description="Synthetic rows allowed to equal a real row."
+    max_identical_share: float = Field(
+        0.15,
+        ge=0,
+        le=1,
+        description="Largest share of twin rows equal to a real row on every column (rows equal "
+        "to a real row that is unique in the real table are always redrawn: the gate requires 0).",
     )
     dcr_overfitting_min: float = Field(
         0.9,
@@ -132,6 +136,14 @@ class TwinThresholds(_Model):
     )
     rare_category_min: int = Field(
         10, ge=1, description="Categories rarer than this in the real data are merged."
+    )
+    max_attack_risk: float = Field(
+        0.09,
+        ge=0,
+        le=1,
+        description="Largest anonymeter risk (singling out, linkability, inference; point "
+        "estimate against the holdout as control); 0.09 is the level the Singapore PDPC guide "
+        "calls acceptable.",
     )
 
 
@@ -206,6 +218,11 @@ class Sandbox(_Model):
     start_timeout: int = Field(120, ge=10, description="Seconds to wait for a sandbox to start.")
     image: str = Field(
         "hackgap/sandbox:latest", description="Image for the docker and kubernetes backends."
+    )
+    hub_image: str = Field(
+        "hackgap/hub:latest",
+        description="kubernetes: the hub image (z2jh's k8s-hub with hackgap installed, for "
+        "its password check and the judge page).",
     )
     auth: Literal["hackgap", "oauth"] = Field(
         "hackgap",

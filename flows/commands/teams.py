@@ -2,6 +2,79 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(help="Provision and inspect the team sandboxes.", no_args_is_help=True)
+
+
+# -- kubernetes backend (helper G) ---------------------------------------------------------
+
+
+@app.command("render-k8s")
+def render_k8s(
+    directory: Path = typer.Argument(..., help="Event directory or event.yaml."),
+    out: Path = typer.Argument(..., help="Directory to write values.yaml into."),
+    values: Path = typer.Option(
+        None,
+        "--values",
+        "-f",
+        help="Your own chart values (ingress, https, storage class) merged over hackgap's.",
+    ),
+) -> None:
+    """Render and validate the Zero to JupyterHub Helm values for the kubernetes backend."""
+    import yaml
+    from rich.console import Console
+
+    from flows.event import load_event
+    from sandboxes import k8s
+
+    ev = load_event(directory).event
+    overlay = None
+    if values is not None:
+        try:
+            overlay = yaml.safe_load(values.read_text(encoding="utf-8")) or {}
+        except OSError:
+            raise k8s.K8sValuesError(
+                f"{values}: cannot read this values file; check the path."
+            ) from None
+        except yaml.YAMLError:
+            raise k8s.K8sValuesError(
+                f"{values}: not valid YAML; fix the indentation or quoting."
+            ) from None
+        if not isinstance(overlay, dict):
+            raise k8s.K8sValuesError(f"{values}: must be a mapping of chart values.")
+    spec = k8s.K8sEvent(
+        name=ev.name,
+        end_epoch=ev.end.timestamp(),
+        teams={t.name: list(t.members) for t in ev.teams},
+        challenges={
+            t.name: [t.challenge] if t.challenge else list(ev.challenges) for t in ev.teams
+        },
+        judges=list(ev.judges),
+        organisers=list(ev.organisers),
+        image=ev.sandbox.image,
+        hub_image=ev.sandbox.hub_image,
+        cpu_limit=ev.sandbox.cpu_limit,
+        mem_limit=ev.sandbox.mem_limit,
+        start_timeout=ev.sandbox.start_timeout,
+        cull_idle_after=ev.sandbox.cull_idle_after,
+        auth=ev.sandbox.auth,
+        oauth=ev.sandbox.oauth.model_dump() if ev.sandbox.oauth else None,
+    )
+    rendered = k8s.render_values(spec, overlay)
+    k8s.validate_values(
+        rendered, origin=f"values.yaml (with {values})" if values else "values.yaml"
+    )
+    target = k8s.write_values(rendered, out, ev.name, ev.sandbox.auth)
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(f"Wrote {target}; it validates against the z2jh chart's schema.", markup=False)
+    console.print(
+        k8s.values_header(ev.name, ev.sandbox.auth).replace("# ", "").rstrip(), markup=False
+    )
+    if ev.sandbox.backend != "kubernetes":
+        console.print(
+            f"Note: event.yaml's sandbox.backend is {ev.sandbox.backend}, not kubernetes.",
+            markup=False,
+        )

@@ -1,0 +1,1 @@
+"""Vendored Zero to JupyterHub chart files (schema, defaults); see README.md."""

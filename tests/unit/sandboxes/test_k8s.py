@@ -1,0 +1,285 @@
+"""Kubernetes backend: `hackgap teams render-k8s` renders z2jh values the chart's schema accepts.
+
+No cluster runs here; the values are checked the way `helm install` checks them (the chart's
+defaults merged with ours, then the chart's values schema), and the Python the values hand
+the hub (hub.extraConfig) is run against a real traitlets config.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from traitlets.config import Config
+
+from flows import cli
+from flows.demo import DEMO_NAME, scaffold
+from sandboxes import k8s, layout
+
+SOURCE_FILES = ["brp_personen.csv", "kwb_2023_statline.csv", "pc6hnr_2023_gwb.csv"]
+SOURCE_FILES += ["duo_onderwijs.csv"]
+OAUTH_SECRET = "oauth-client-secret-value-3f9a"  # what the organiser's environment holds
+
+
+def demo_event(tmp_path: Path, **changes) -> Path:
+    """The demo event.yaml (placeholder source files: rendering reads none of them)."""
+    directory = tmp_path / "event"
+    scaffold(directory, seed=7)
+    (directory / "sources").mkdir(exist_ok=True)
+    for name in SOURCE_FILES:
+        (directory / "sources" / name).write_text("x\n")
+    data = yaml.safe_load((directory / "event.yaml").read_text())
+    for key, value in changes.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    (directory / "event.yaml").write_text(yaml.safe_dump(data))
+    return directory
+
+
+def hackgap(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run the real entry point in-process (its error printing included)."""
+    monkeypatch.setattr(sys, "argv", ["hackgap", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    out, err = capsys.readouterr()
+    return exc.value.code or 0, out, err
+
+
+def render(monkeypatch, capsys, tmp_path, **changes) -> tuple[dict, str]:
+    event = demo_event(tmp_path, **changes)
+    code, _, err = hackgap(
+        monkeypatch, capsys, "teams", "render-k8s", str(event), str(tmp_path / "out")
+    )
+    assert code == 0, err
+    text = (tmp_path / "out" / "values.yaml").read_text()
+    return yaml.safe_load(text), text
+
+
+def helm_merged(values: dict) -> dict:
+    """The chart's defaults with our values over them, as Helm coalesces them."""
+    defaults = yaml.safe_load(k8s.CHART_DEFAULTS_FILE.read_text())
+    return k8s.merge_values(defaults, values)
+
+
+def test_demo_event_renders_values_the_chart_schema_accepts(monkeypatch, capsys, tmp_path):
+    values, _ = render(monkeypatch, capsys, tmp_path)
+    schema = json.loads(k8s.SCHEMA_FILE.read_text())
+    jsonschema.Draft7Validator(schema).validate(helm_merged(values))
+    assert values["singleuser"]["image"] == {"name": "hackgap/sandbox", "tag": "latest"}
+    assert values["singleuser"]["cpu"]["limit"] == 1.0
+    assert values["singleuser"]["memory"]["limit"] == "2G"
+    assert values["singleuser"]["storage"]["type"] == "dynamic"  # one PVC per account
+
+
+def test_vendored_schema_is_the_chart_schema_with_its_licence():
+    assert "BSD 3-Clause" in (k8s.Z2JH_DIR / "LICENSE").read_text()
+    schema = json.loads(k8s.SCHEMA_FILE.read_text())
+    assert set(schema["required"]) >= {"hub", "singleuser", "cull"}
+    # the chart's own defaults pass its schema: the merge base is sound
+    jsonschema.Draft7Validator(schema).validate(helm_merged({}))
+
+
+def test_resource_limits_and_image_follow_the_event(monkeypatch, capsys, tmp_path):
+    values, _ = render(
+        monkeypatch,
+        capsys,
+        tmp_path,
+        sandbox={"cpu_limit": 2.5, "mem_limit": "3G", "image": "reg.example/hg/sb:2026.12"},
+    )
+    assert values["singleuser"]["cpu"] == {"limit": 2.5}
+    assert values["singleuser"]["memory"] == {"limit": "3G", "guarantee": "3G"}
+    assert values["singleuser"]["image"] == {"name": "reg.example/hg/sb", "tag": "2026.12"}
+
+
+def test_groups_roles_and_accounts_match_the_teams(monkeypatch, capsys, tmp_path):
+    values, _ = render(monkeypatch, capsys, tmp_path)
+    event = yaml.safe_load((tmp_path / "event" / "event.yaml").read_text())
+    teams = {t["name"]: t["members"] for t in event["teams"]}
+    hub = values["hub"]
+    groups = hub["config"]["JupyterHub"]["load_groups"]
+    roles = hub["loadRoles"]
+    for team, members in teams.items():
+        account = layout.team_account(team)
+        assert groups[layout.team_group(team)] == {"users": members}
+        (role,) = [r for r in roles.values() if r["groups"] == [layout.team_group(team)]]
+        assert f"access:servers!user={account}" in role["scopes"]
+        # a team's role names its own account only
+        assert all(s.endswith(f"!user={account}") for s in role["scopes"])
+    assert groups[k8s.COLLAB_GROUP] == {"users": [layout.team_account(t) for t in teams]}
+    assert groups[layout.JUDGES_GROUP] == {"users": event["judges"]}
+    assert groups[layout.ORGANISERS_GROUP] == {"users": event["organisers"]}
+    assert roles["judge-page"]["groups"] == [layout.JUDGES_GROUP, layout.ORGANISERS_GROUP]
+    assert roles["judge-page"]["scopes"] == ["access:services!service=judge"]
+    assert hub["services"]["judge"]["command"][-2:] == ["-m", "judging.webapp"]
+    # people log in; collaboration accounts cannot (not allowed, no existing-user pass)
+    auth = hub["config"]["Authenticator"]
+    people = {m for ms in teams.values() for m in ms} | {*event["judges"], *event["organisers"]}
+    assert set(auth["allowed_users"]) == people
+    assert auth["allow_existing_users"] is False
+    assert auth["admin_users"] == event["organisers"]
+
+
+def test_team_pods_have_no_egress_at_all(monkeypatch, capsys, tmp_path):
+    values, _ = render(monkeypatch, capsys, tmp_path)
+    policy = helm_merged(values)["singleuser"]["networkPolicy"]  # chart defaults included
+    assert policy["enabled"] is True
+    assert policy["egress"] == []
+    assert policy["egressAllowRules"] and not any(policy["egressAllowRules"].values())
+    # without DNS, the hub must be reachable by its Service IP
+    assert "hub_connect_url" in values["hub"]["extraConfig"]["hackgap-1-network"]
+
+
+def test_twin_is_a_read_only_volume_in_the_workspace(monkeypatch, capsys, tmp_path):
+    values, _ = render(monkeypatch, capsys, tmp_path)
+    storage = values["singleuser"]["storage"]
+    (twin,) = [m for m in storage["extraVolumeMounts"] if m["mountPath"].endswith("/twin")]
+    assert twin["readOnly"] is True and twin["subPath"] == layout.TWIN_DIR
+    volumes = {v["name"]: v for v in storage["extraVolumes"]}
+    assert volumes[twin["name"]]["persistentVolumeClaim"]["readOnly"] is True
+    assert all(m.get("readOnly") for m in storage["extraVolumeMounts"])
+    assert (
+        values["singleuser"]["extraEnv"][layout.TWIN_PATH_ENV]
+        == twin["mountPath"] + "/twin.parquet"
+    )
+
+
+def _walk(node, path=()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _walk(value, (*path, str(key)))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _walk(value, (*path, str(i)))
+    else:
+        yield path, node
+
+
+def test_no_secret_is_inlined(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("HACKGAP_OAUTH_CLIENT_ID", "client-id-value-77")
+    monkeypatch.setenv("HACKGAP_OAUTH_CLIENT_SECRET", OAUTH_SECRET)
+    oauth = {"provider": "github", "callback_url": "https://hub.example/hub/oauth_callback"}
+    values, text = render(monkeypatch, capsys, tmp_path, sandbox={"auth": "oauth", "oauth": oauth})
+    assert OAUTH_SECRET not in text and "client-id-value-77" not in text
+    hub = values["hub"]
+    assert hub["config"]["JupyterHub"]["authenticator_class"].endswith("GitHubOAuthenticator")
+    ref = hub["extraEnv"]["HACKGAP_OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": f"hackgap-{DEMO_NAME}-oauth", "key": "client-secret"}
+    # no value under a secret-ish key is a literal: only references (names, mounted files)
+    for path, value in _walk(values):
+        key = path[-1].lower()
+        if any(word in key for word in ("secret", "token", "password", "cookie")):
+            assert path[-1] in {"secretName", "password_file"} or not isinstance(value, str), path
+    # the chart must generate its own cookie secret and proxy token
+    assert "cookieSecret" not in hub and "secretToken" not in values.get("proxy", {})
+
+
+def test_schema_breaking_values_are_refused_with_the_path_and_rule(monkeypatch, capsys, tmp_path):
+    event = demo_event(tmp_path)
+    out = tmp_path / "out"
+    assert hackgap(monkeypatch, capsys, "teams", "render-k8s", str(event), str(out))[0] == 0
+    before = (out / "values.yaml").read_text()
+    site = tmp_path / "site.yaml"
+    for bad, path, rule in [
+        ({"singleuser": {"memroy": {"limit": "1G"}}}, "singleuser.memroy", "additionalProperties"),
+        ({"singleuser": {"cpu": {"limit": "2"}}}, "singleuser.cpu.limit", "type"),
+        (
+            {"singleuser": {"networkPolicy": {"egressAllowRules": {"everything": True}}}},
+            "singleuser.networkPolicy.egressAllowRules.everything",
+            "additionalProperties",
+        ),
+    ]:
+        site.write_text(yaml.safe_dump(bad))
+        code, _, err = hackgap(
+            monkeypatch, capsys, "teams", "render-k8s", str(event), str(out), "--values", str(site)
+        )
+        assert code == 2
+        assert f": {path}: " in err and f"rule `{rule}`" in err, err
+        assert "Traceback" not in err
+        assert (out / "values.yaml").read_text() == before  # nothing half-written
+
+
+def test_an_event_setting_the_chart_cannot_express_is_one_sentence(monkeypatch, capsys, tmp_path):
+    image = "hackgap/sandbox@sha256:" + "0" * 64
+    event = demo_event(tmp_path, sandbox={"image": image})
+    code, _, err = hackgap(
+        monkeypatch, capsys, "teams", "render-k8s", str(event), str(tmp_path / "o")
+    )
+    assert code == 2
+    assert err.startswith("error: sandbox.image: ") and "give a tag instead" in err
+    assert not (tmp_path / "o" / "values.yaml").exists()
+
+
+def _run_extra_config(values: dict, services: list[dict]) -> Config:
+    """Execute hub.extraConfig as the chart's jupyterhub_config.py does (last, in key order)."""
+    c = Config()
+    c.JupyterHub.services = services
+    z2jh = types.ModuleType("z2jh")
+    z2jh.get_name_env = lambda name, suffix="": {"_SERVICE_HOST": "10.0.0.7"}.get(suffix, "8081")
+    sys.modules["z2jh"] = z2jh
+    try:
+        for _, code in sorted(values["hub"]["extraConfig"].items()):
+            exec(compile(code, "extraConfig", "exec"), {"c": c})
+    finally:
+        del sys.modules["z2jh"]
+    return c
+
+
+def test_culler_waits_for_the_event_end_then_runs(monkeypatch, capsys, tmp_path):
+    values, _ = render(monkeypatch, capsys, tmp_path)
+    assert values["cull"]["enabled"] is True and values["cull"]["timeout"] == 3600
+    culler = {
+        "name": "jupyterhub-idle-culler",
+        "command": ["python3", "-m", "jupyterhub_idle_culler"],
+    }
+    c = _run_extra_config(values, [culler])
+    assert c.KubeSpawner.hub_connect_url == "http://10.0.0.7:8081"
+    (service,) = c.JupyterHub.services
+    wait = service["command"][:4]
+    assert service["command"][4:] == ["python3", "-m", "jupyterhub_idle_culler"]
+    event = yaml.safe_load((tmp_path / "event" / "event.yaml").read_text())
+    end = (
+        event["end"]
+        if isinstance(event["end"], dt.datetime)
+        else dt.datetime.fromisoformat(event["end"])
+    )
+    assert float(wait[3]) == pytest.approx(end.timestamp())
+    # the wrapper really waits until the end, then becomes the culler's command
+    say = [sys.executable, "-c", "print('culler running')"]
+    past = subprocess.run(
+        [sys.executable, *wait[1:3], str(time.time() - 1), *say], capture_output=True, text=True
+    )
+    assert past.stdout.strip() == "culler running"
+    future = subprocess.Popen(
+        [sys.executable, *wait[1:3], str(time.time() + 60), *say], stdout=subprocess.PIPE
+    )
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            future.wait(timeout=1.5)
+    finally:
+        future.kill()
+        future.wait()
+
+
+def test_only_collaboration_accounts_get_a_server(monkeypatch, capsys, tmp_path):
+    values, _ = render(monkeypatch, capsys, tmp_path)
+    c = _run_extra_config(values, [])
+    hook = c.Spawner.pre_spawn_hook
+
+    def spawner(name):
+        return types.SimpleNamespace(user=types.SimpleNamespace(name=name), environment={})
+
+    event = yaml.safe_load((tmp_path / "event" / "event.yaml").read_text())
+    team = spawner(layout.team_account("team-noord"))
+    hook(team)
+    assert team.environment["HACKGAP_CHALLENGES"].split() == event["challenges"]
+    with pytest.raises(ValueError, match="/hub/user/team-noord-collab/"):
+        hook(spawner("anna"))
+    with pytest.raises(ValueError, match="you are in no team"):
+        hook(spawner("judge-eva"))
