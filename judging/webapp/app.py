@@ -75,6 +75,14 @@ def _pack(challenge: str, search_path: tuple[str, ...]):
     return load_pack(challenge, [Path(p) for p in search_path])
 
 
+async def current_identity(request: Request) -> Identity:
+    """Who is asking (a FastAPI dependency): the hub's answer, or NotLoggedIn / 403."""
+    return await request.app.state.judge.identity.identify(request)
+
+
+Me = Annotated[Identity, Depends(current_identity)]
+
+
 class JudgeApp:
     """The state behind the routes: where the workdir is, the store, who is asking."""
 
@@ -157,11 +165,6 @@ def create_app(workdir: Path, identity: Any | None = None) -> FastAPI:
     app.state.judge = state
     prefix = state.prefix.rstrip("/")
     router = APIRouter(prefix=prefix)
-
-    async def me(request: Request) -> Identity:
-        return await identity.identify(request)
-
-    Me = Annotated[Identity, Depends(me)]
 
     def check_write(request: Request, who: Identity) -> None:
         """Cookie-authenticated writes carry the page's CSRF token (and JSON)."""
