@@ -14,6 +14,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # libraries' progress bars; the CLI 
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from flows.commands import (
     challenge,
@@ -57,7 +58,9 @@ def main() -> None:
         if not is_user_error(exc):
             raise
         for line in getattr(exc, "problems", None) or [str(exc)]:
-            err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+            # Text, not markup: a message may hold [brackets] (a pattern, a path) verbatim.
+            message = Text.assemble(("error:", "bold red"), " ", str(line))
+            err_console.print(message, highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -446,6 +446,37 @@ def load_event(path: Path) -> EventDir:
     return event_dir
 
 
+def exposure_warnings(event_dir: EventDir) -> list[str]:
+    """Sentences for parts of the event other users on this machine can read.
+
+    The event directory and the workdir may stay traversable (team workspaces live under the
+    workdir on the local backend) but not listable; the sources' directories not even
+    traversable, because the raw extracts hold every BSN, name and address.
+    """
+    found: list[str] = []
+
+    def check(path: Path, bits: int, fix: str) -> None:
+        try:
+            mode = path.stat().st_mode & 0o777
+        except OSError:
+            return
+        if mode & bits:
+            found.append(
+                f"{path} can be read by every user on this machine (mode {mode:04o}); "
+                f"run `{fix} {path}`."
+            )
+
+    check(event_dir.root, 0o004, "chmod o-r")
+    files = sorted({event_dir.source_path(which) for which in Sources.model_fields})
+    for folder in sorted({file.parent for file in files} - {event_dir.root}):
+        check(folder, 0o005, "chmod -R o-rwx")
+    for file in files:
+        if file.parent == event_dir.root:  # an extract lying in the event directory itself
+            check(file, 0o004, "chmod o-r")
+    check(event_dir.workdir, 0o004, "chmod o-r")
+    return found
+
+
 def event_schema() -> dict[str, Any]:
     """JSON Schema of event.yaml, for editors."""
     schema = Event.model_json_schema()

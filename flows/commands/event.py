@@ -7,11 +7,21 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-from flows.event import EVENT_FILE, EventError, event_schema, load_event, render_event_yaml
+from flows.event import (
+    EVENT_FILE,
+    EventError,
+    event_schema,
+    exposure_warnings,
+    load_event,
+    render_event_yaml,
+)
 
 app = typer.Typer(help="Check and describe event.yaml.", no_args_is_help=True)
-console = Console()
+# User text (paths, names, patterns) prints verbatim: Text objects, never markup strings.
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def init(
@@ -35,9 +45,13 @@ def init(
             f"{directory}: cannot create the event here ({reason}); choose a writable directory."
         ) from None
     console.print(
-        f"Created [bold]{target}[/]. Put the extracts in {directory / 'sources'} "
-        f"(or run `hackgap demo-data {directory / 'sources'}`), "
-        f"then `hackgap event validate {directory}`."
+        Text.assemble(
+            "Created ",
+            (str(target), "bold"),
+            f". Put the extracts in {directory / 'sources'} "
+            f"(or run `hackgap demo-data {directory / 'sources'}`), "
+            f"then `hackgap event validate {directory}`.",
+        )
     )
 
 
@@ -45,13 +59,20 @@ def init(
 def validate(
     directory: Path = typer.Argument(Path("."), help="Event directory or event.yaml."),
 ) -> None:
-    """Check event.yaml and the files it names; print every problem as one sentence."""
+    """Check event.yaml and the files it names; print every problem as one sentence.
+
+    Also warns when other users on this machine can read the event's secure parts."""
     event_dir = load_event(directory)
     ev = event_dir.event
     console.print(
-        f"[green]ok[/] {ev.name}: {len(ev.teams)} teams, {len(ev.challenges)} challenges, "
-        f"{len(ev.judges)} judges, sandbox backend {ev.sandbox.backend}."
+        Text.assemble(
+            ("ok", "green"),
+            f" {ev.name}: {len(ev.teams)} teams, {len(ev.challenges)} challenges, "
+            f"{len(ev.judges)} judges, sandbox backend {ev.sandbox.backend}.",
+        )
     )
+    for sentence in exposure_warnings(event_dir):
+        err_console.print(Text.assemble(("warning:", "bold yellow"), " ", sentence))
 
 
 @app.command("schema")
