@@ -115,6 +115,7 @@ class Pack:
     path: Path
     version: int = 1
     key_statistic: str | None = None
+    verification: bool = True  # real-data verification allowed for this challenge
 
     @property
     def brief_path(self) -> Path:
@@ -349,6 +350,7 @@ def _build(data: dict[str, Any], directory: Path) -> Pack:
         ),
         path=directory.resolve(),
         key_statistic=data.get("key_statistic"),
+        verification=bool(data.get("verification", True)),
         _files={**DEFAULT_FILES, **data.get("files", {})},
     )
 

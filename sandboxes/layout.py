@@ -30,6 +30,16 @@ def team_system_user(event: str, team: str) -> str:
     return f"hg-{team}"[:32]
 
 
+def review_system_user(team: str) -> str:
+    """The Unix account a team's notebook re-runs on the twin as (root only; owns nothing)."""
+    return f"hgr-{team}"[:32]
+
+
+def verify_system_user(team: str) -> str:
+    """The Unix account a team's notebook runs on the real data as (root only; owns nothing)."""
+    return f"hgv-{team}"[:32]
+
+
 # -- workdir layout -----------------------------------------------------------------------
 
 
