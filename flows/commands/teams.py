@@ -62,6 +62,7 @@ def render_k8s(
         cull_idle_after=ev.sandbox.cull_idle_after,
         auth=ev.sandbox.auth,
         oauth=ev.sandbox.oauth.model_dump() if ev.sandbox.oauth else None,
+        workdir=ev.workdir.as_posix() if not ev.workdir.is_absolute() else ".hackgap",
     )
     rendered = k8s.render_values(spec, overlay)
     k8s.validate_values(

@@ -267,6 +267,23 @@ def test_culler_waits_for_the_event_end_then_runs(monkeypatch, capsys, tmp_path)
         future.wait()
 
 
+def test_judge_page_is_served_from_the_hub_pod_ip(monkeypatch, capsys, tmp_path):
+    values, _ = render(monkeypatch, capsys, tmp_path)
+    judge = {"name": "judge", **values["hub"]["services"]["judge"]}
+    assert judge["environment"]["HACKGAP_WORKDIR"] == k8s.EVENT_MOUNT + "/.hackgap"
+    assert judge["oauth_no_confirm"] is True
+    monkeypatch.setattr("socket.gethostbyname", lambda host: "10.1.2.3")
+    c = _run_extra_config(values, [judge])
+    assert c.JupyterHub.services[0]["url"] == f"http://10.1.2.3:{k8s.JUDGE_PORT}"
+    ingress = values["hub"]["networkPolicy"]["ingress"]
+    assert ingress == [
+        {
+            "ports": [{"port": k8s.JUDGE_PORT}],
+            "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/component": "proxy"}}}],
+        }
+    ]
+
+
 def test_only_collaboration_accounts_get_a_server(monkeypatch, capsys, tmp_path):
     values, _ = render(monkeypatch, capsys, tmp_path)
     c = _run_extra_config(values, [])
