@@ -352,7 +352,12 @@ def _spawn_snippet(
 
 
 def _oauth_config(ev: K8sEvent) -> tuple[str, dict[str, Any]]:
-    oauth = ev.oauth or {}
+    if not ev.oauth:
+        raise K8sValuesError(
+            "sandbox.oauth: required when sandbox.auth is oauth; name the provider "
+            "(github or generic) there, or set sandbox.auth to hackgap."
+        )
+    oauth = ev.oauth
     settings: dict[str, Any] = {}
     if oauth.get("callback_url"):
         settings["oauth_callback_url"] = oauth["callback_url"]

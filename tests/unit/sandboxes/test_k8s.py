@@ -216,6 +216,39 @@ def test_an_event_setting_the_chart_cannot_express_is_one_sentence(monkeypatch, 
     assert not (tmp_path / "o" / "values.yaml").exists()
 
 
+@pytest.mark.parametrize(
+    ("sandbox", "sentence"),
+    [
+        ({"auth": "oauth"}, "error: sandbox.oauth: required when sandbox.auth is oauth;"),
+        (
+            {"auth": "oauth", "oauth": {"provider": "generic", "token_url": "https://id/t"}},
+            "error: sandbox.oauth.authorize_url: required for the generic OpenID Connect",
+        ),
+    ],
+)
+def test_incomplete_oauth_is_one_sentence(monkeypatch, capsys, tmp_path, sandbox, sentence):
+    event = demo_event(tmp_path, sandbox=sandbox)
+    code, _, err = hackgap(
+        monkeypatch, capsys, "teams", "render-k8s", str(event), str(tmp_path / "o")
+    )
+    assert code == 2 and err.startswith(sentence), err
+
+
+def test_generic_oidc_provider_is_rendered(monkeypatch, capsys, tmp_path):
+    oauth = {
+        "provider": "generic",
+        "authorize_url": "https://id.example/auth",
+        "token_url": "https://id.example/token",
+        "userdata_url": "https://id.example/userinfo",
+    }
+    values, _ = render(monkeypatch, capsys, tmp_path, sandbox={"auth": "oauth", "oauth": oauth})
+    config = values["hub"]["config"]
+    assert config["JupyterHub"]["authenticator_class"].endswith("GenericOAuthenticator")
+    assert config["GenericOAuthenticator"]["username_claim"] == "preferred_username"
+    assert config["GenericOAuthenticator"]["token_url"] == oauth["token_url"]
+    assert "hackgap-passwords" not in json.dumps(values)  # no password Secret with OAuth
+
+
 def _run_extra_config(values: dict, services: list[dict]) -> Config:
     """Execute hub.extraConfig as the chart's jupyterhub_config.py does (last, in key order)."""
     c = Config()
