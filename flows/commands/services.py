@@ -83,6 +83,7 @@ def down(directory: Path = EventArg) -> None:
 def status(directory: Path = EventArg) -> None:
     """Show what runs for an event; exit code 1 when nothing does."""
     workdir = _workdir(directory)
+    _docker_rows(directory)
     state = services.status(workdir)
     if state is None:
         console.print(
@@ -91,3 +92,18 @@ def status(directory: Path = EventArg) -> None:
         )
         raise typer.Exit(1)
     _show(state)
+
+
+def _docker_rows(directory: Path) -> None:
+    """Engine and sandbox image state, for events whose sandboxes are docker containers."""
+    sandbox = load_event(directory).event.sandbox
+    if sandbox.backend != "docker":
+        return
+    from sandboxes import docker as sandbox_docker
+    from sandboxes import image
+
+    _row("Docker engine", sandbox_docker.engine_status())
+    try:
+        _row("sandbox image", image.status(sandbox_docker.engine(), sandbox.image))
+    except sandbox_docker.SandboxError:
+        _row("sandbox image", "unknown (no engine)")

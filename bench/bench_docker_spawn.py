@@ -1,0 +1,124 @@
+"""Team containers started at once: time until every JupyterLab answers, against one.
+
+1, 10 and 30 team containers (quick: 1 and 10) are started concurrently with the settings
+the spawner uses (`sandboxes.docker.run_team_container`: image, internal network, limits,
+volume, read-only twin); the clock stops when every server's /api answers over the event
+network. Target from the issue: 30 within 6x one. Also reported: memory per idle team
+container (cgroup usage without page cache, after the servers settle), the no-op image
+rebuild time and, in the full run, the image build time from an empty cache (debootstrap,
+pip download, docker build).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+from bench.harness import Result, timed
+from sandboxes import docker as sd
+from sandboxes import image
+
+
+def _spawn_all(client, event: str, sandbox, teams: list[str], twin: Path) -> float:
+    """Seconds from the first start until every team's server answers."""
+    env = {"JUPYTER_TOKEN": uuid.uuid4().hex}
+    t0 = time.perf_counter()
+
+    def one(team: str) -> None:
+        container = sd.run_team_container(
+            client, event, sandbox, team, twin_dir=twin, environment=env,
+            command=sd.server_command(),
+        )  # fmt: skip
+        ip = sd.container_ip(container, sd.network_name(event, sandbox))
+        sd.wait_until_answers(f"http://{ip}:{sd.PORT}/api", timeout=600)
+
+    with ThreadPoolExecutor(max_workers=len(teams)) as pool:
+        list(pool.map(one, teams))
+    return time.perf_counter() - t0
+
+
+def _idle_mib(client, event: str, teams: list[str]) -> float:
+    usages = []
+    for team in teams:
+        stats = client.containers.get(sd.container_name(event, team)).stats(stream=False)
+        mem = stats["memory_stats"]
+        cache = mem.get("stats", {}).get(
+            "total_inactive_file", mem.get("stats", {}).get("cache", 0)
+        )
+        usages.append((mem["usage"] - cache) / 2**20)
+    return sum(usages) / len(usages)
+
+
+def _clean(client, event: str, sandbox, teams: list[str]) -> None:
+    for team in teams:
+        sd.remove_team(event, team, client=client)
+    sd.teardown_event(event, sandbox, client)
+
+
+def _build_from_empty_cache(client) -> float:
+    """Full image build with a fresh cache dir and no base image in the engine."""
+    previous = os.environ.get("HACKGAP_CACHE_DIR")
+    with tempfile.TemporaryDirectory(prefix="bench-image-cache-") as cache:
+        os.environ["HACKGAP_CACHE_DIR"] = cache
+        try:
+            if image.image_exists(client, image.base_tag()):
+                client.images.remove(image.base_tag())
+            seconds, _ = timed(image.build, force=True, say=lambda m: None)
+        finally:
+            if previous is None:
+                os.environ.pop("HACKGAP_CACHE_DIR", None)
+            else:
+                os.environ["HACKGAP_CACHE_DIR"] = previous
+    return seconds
+
+
+def run(quick: bool) -> list[Result]:
+    client = sd.engine()
+    results = []
+    if not quick:
+        first = _build_from_empty_cache(client)
+        results.append(Result("sandbox image build, empty cache", first, "s"))
+    noop, built = timed(image.build, say=lambda m: None)
+    results.append(
+        Result("sandbox image rebuild, inputs unchanged", noop, "s", notes=f"built={built.built}")
+    )
+    sandbox = SimpleNamespace(
+        image=built.tag, cpu_limit=1.0, mem_limit="1G", start_timeout=300, network=None
+    )
+    sizes = (1, 10) if quick else (1, 10, 30)
+    baseline = None
+    with tempfile.TemporaryDirectory(prefix="bench-twin-") as twin:
+        Path(twin, "twin.parquet").write_bytes(b"")
+        os.chmod(twin, 0o755)
+        for n in sizes:
+            event = f"hgb-{uuid.uuid4().hex[:6]}"
+            teams = [f"team{i:02d}" for i in range(n)]
+            try:
+                seconds = _spawn_all(client, event, sandbox, teams, Path(twin))
+                if n == max(sizes):
+                    time.sleep(15)  # let the servers settle before reading their memory
+                    per_team = _idle_mib(client, event, teams)
+                    results.append(
+                        Result(f"idle team container memory ({n} running)", per_team, "MiB")
+                    )
+            finally:
+                _clean(client, event, sandbox, teams)
+            if baseline is None:
+                baseline = seconds
+                results.append(Result("1 team container: until JupyterLab answers", seconds))
+            else:
+                results.append(
+                    Result(
+                        f"{n} team containers at once: until all answer",
+                        seconds,
+                        baseline=baseline,
+                        target_ratio=6.0 if n == 30 else None,
+                        notes=f"{os.cpu_count()} cores, cpu_limit 1.0, direct (same settings)",
+                    )
+                )
+    return results
