@@ -120,7 +120,7 @@ def render_values(ev: K8sEvent, overlay: Mapping[str, Any] | None = None) -> dic
     groups[layout.ORGANISERS_GROUP] = {"users": list(ev.organisers)}
     groups[COLLAB_GROUP] = {"users": list(accounts.values())}
     roles: dict[str, Any] = {
-        f"{team}-access": {
+        f"team-{team}-access": {  # JupyterHub role names start with a letter
             "description": f"Members of {team} use (and start) the team's shared server.",
             "groups": [layout.team_group(team)],
             "scopes": [f"access:servers!user={acct}", f"servers!user={acct}"],

@@ -126,6 +126,16 @@ def test_groups_roles_and_accounts_match_the_teams(monkeypatch, capsys, tmp_path
     assert auth["admin_users"] == event["organisers"]
 
 
+def test_names_jupyterhub_refuses_are_never_rendered(monkeypatch, capsys, tmp_path):
+    from jupyterhub.roles import _validate_role_name  # the hub's own rule, run at start
+
+    teams = [{"name": "9-lives-", "members": ["zoe"]}, {"name": "x", "members": ["yan"]}]
+    values, _ = render(monkeypatch, capsys, tmp_path, teams=teams, judging={"conflicts": {}})
+    for name in values["hub"]["loadRoles"]:
+        _validate_role_name(name)
+    assert values["hub"]["config"]["JupyterHub"]["load_groups"]["9-lives-"] == {"users": ["zoe"]}
+
+
 def test_team_pods_have_no_egress_at_all(monkeypatch, capsys, tmp_path):
     values, _ = render(monkeypatch, capsys, tmp_path)
     policy = helm_merged(values)["singleuser"]["networkPolicy"]  # chart defaults included
