@@ -267,6 +267,11 @@ class Review(_Model):
     two_reviewers: bool = Field(
         False, description="The airlock needs two different reviewers to release an output."
     )
+    disk_limit: str = Field(
+        "1G",
+        pattern=r"^\d+(\.\d+)?[KMGT]?$",
+        description="Bytes a notebook run may write (its outputs and scratch files).",
+    )
 
 
 class Event(_Model):

@@ -279,7 +279,11 @@ def _twin_columns(path: Path) -> list[str]:
 
 def _limits(event_dir: EventDir) -> dict:
     review = event_dir.event.review
-    return {"time_limit": review.time_limit, "mem_limit": parse_size(review.mem_limit)}
+    return {
+        "time_limit": review.time_limit,
+        "mem_limit": parse_size(review.mem_limit),
+        "disk_limit": parse_size(review.disk_limit),
+    }
 
 
 def rerun_team(
