@@ -26,7 +26,8 @@ def main() -> None:
             "JUPYTERHUB_SERVICE_URL must be set (start it with `hackgap services up`)."
         )
     parts = urlsplit(url)
-    logging.basicConfig(level=logging.INFO, format="[judge] %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="[judge] %(levelname)s %(message)s")
+    logging.getLogger("judging").setLevel(logging.INFO)
     app = create_app(Path(workdir))
     uvicorn.run(app, host=parts.hostname or "127.0.0.1", port=parts.port or 80,
                 log_level="warning", proxy_headers=False)  # fmt: skip

@@ -31,9 +31,6 @@ from fastapi.responses import (
 )
 from markdown_it import MarkdownIt
 
-from challenges import load_pack
-from challenges.render import RenderContext, render_brief
-from judging import leaderboard
 from judging.scores import ScoreError, ScoreStore, Submission
 from judging.webapp import view as views
 from judging.webapp.auth import HubIdentity, Identity, NotLoggedIn
@@ -72,6 +69,10 @@ def _secure_headers(response: Response, csp: str = PAGE_CSP) -> Response:
 
 @functools.lru_cache(maxsize=32)
 def _pack(challenge: str, search_path: tuple[str, ...]):
+    # Imported on first use: jsonschema (behind the pack loader) takes seconds to import,
+    # and the hub gives a managed service only so long to start answering.
+    from challenges import load_pack
+
     return load_pack(challenge, [Path(p) for p in search_path])
 
 
@@ -136,6 +137,8 @@ class JudgeApp:
         }
 
     def brief_html(self, pack) -> str:
+        from challenges.render import RenderContext, render_brief
+
         config = self.config()
         context = RenderContext(
             event_title=config.title if config else "Hack the gap",
@@ -145,7 +148,9 @@ class JudgeApp:
         )
         return _markdown.render(render_brief(pack, context))
 
-    def leaderboard(self) -> leaderboard.Leaderboard:
+    def leaderboard(self):
+        from judging import leaderboard
+
         config = self.config()
         submissions = self.store.submissions()
         return leaderboard.build(
