@@ -108,14 +108,15 @@ def test_groups_roles_and_accounts_match_the_teams(monkeypatch, capsys, tmp_path
     for team, members in teams.items():
         account = layout.team_account(team)
         assert groups[layout.team_group(team)] == {"users": members}
-        (role,) = [r for r in roles.values() if r["groups"] == [layout.team_group(team)]]
-        assert f"access:servers!user={account}" in role["scopes"]
+        # the role names the members (exact on every hub start), not the add-only group
+        (role,) = [r for r in roles.values() if f"access:servers!user={account}" in r["scopes"]]
+        assert role["users"] == members and "groups" not in role
         # a team's role names its own account only
         assert all(s.endswith(f"!user={account}") for s in role["scopes"])
     assert groups[k8s.COLLAB_GROUP] == {"users": [layout.team_account(t) for t in teams]}
     assert groups[layout.JUDGES_GROUP] == {"users": event["judges"]}
     assert groups[layout.ORGANISERS_GROUP] == {"users": event["organisers"]}
-    assert roles["judge-page"]["groups"] == [layout.JUDGES_GROUP, layout.ORGANISERS_GROUP]
+    assert roles["judge-page"]["users"] == sorted(event["judges"] + event["organisers"])
     assert roles["judge-page"]["scopes"] == ["access:services!service=judge"]
     assert hub["services"]["judge"]["command"][-2:] == ["-m", "judging.webapp"]
     # people log in; collaboration accounts cannot (not allowed, no existing-user pass)
@@ -134,6 +135,83 @@ def test_names_jupyterhub_refuses_are_never_rendered(monkeypatch, capsys, tmp_pa
     for name in values["hub"]["loadRoles"]:
         _validate_role_name(name)
     assert values["hub"]["config"]["JupyterHub"]["load_groups"]["9-lives-"] == {"users": ["zoe"]}
+
+
+# Initialise a real JupyterHub 6 (database, users, groups, roles; no proxy, no servers) from
+# the chart-style config a values file gives (hub.config sections, hub.loadRoles as a list),
+# once per config in turn on the same database: a hub restarted with new values.
+HUB_INIT = """
+import asyncio, json, sys
+from traitlets.config import Config
+from jupyterhub import orm
+from jupyterhub.app import JupyterHub
+
+async def main():
+    for config in json.loads(sys.argv[1]):
+        app = JupyterHub(config=Config(config))
+        await app.initialize([])
+        db = app.db
+        print(json.dumps({
+            "roles": {r.name: sorted(u.name for u in r.users) for r in db.query(orm.Role)},
+            "groups": {g.name: sorted(u.name for u in g.users) for g in db.query(orm.Group)},
+            "users": sorted(u.name for u in db.query(orm.User)),
+        }))
+        db.close()
+
+asyncio.run(main())
+"""
+
+
+def _hub_config(values: dict, state: Path) -> dict:
+    config = {section: dict(cfg) for section, cfg in values["hub"]["config"].items()}
+    roles = [{"name": name, **role} for name, role in values["hub"]["loadRoles"].items()]
+    judge = {"name": "judge", "url": f"http://127.0.0.1:{k8s.JUDGE_PORT}"}
+    config["JupyterHub"].update(
+        load_roles=roles,
+        services=[judge],
+        db_url=f"sqlite:///{state / 'hub.sqlite'}",
+        cookie_secret_file=str(state / "cookie_secret"),
+        pid_file=str(state / "hub.pid"),
+    )
+    return config
+
+
+def _start_hub(configs: list[dict], state: Path) -> list[dict]:
+    res = subprocess.run(
+        [sys.executable, "-c", HUB_INIT, json.dumps(configs)],
+        capture_output=True,
+        text=True,
+        cwd=state,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.hub
+def test_a_real_hub_loads_the_roster_and_a_moved_member_loses_the_old_server(tmp_path):
+    def values(teams):
+        ev = k8s.K8sEvent(
+            name="demo",
+            end_epoch=time.time() + 3600,
+            teams=teams,
+            challenges={},
+            judges=["judge-eva"],
+            organisers=["org-olga"],
+        )
+        return k8s.render_values(ev)
+
+    first = values({"team-a": ["anna", "bram"], "team-b": ["chaima"]})
+    moved = values({"team-a": ["anna"], "team-b": ["bram", "chaima"]})  # bram changes team
+    before, after = _start_hub([_hub_config(v, tmp_path) for v in (first, moved)], tmp_path)
+    assert before["roles"]["team-team-a-access"] == ["anna", "bram"]
+    assert before["roles"]["judge-page"] == ["judge-eva", "org-olga"]
+    assert before["roles"]["admin"] == ["org-olga"]
+    assert {"team-a-collab", "team-b-collab"} <= set(before["users"])
+    # after the restart with the new values (helm upgrade):
+    assert after["roles"]["team-team-a-access"] == ["anna"]
+    assert after["roles"]["team-team-b-access"] == ["bram", "chaima"]
+    # JupyterHub only ever adds to groups: why the roles, not the groups, grant access
+    assert after["groups"]["team-a"] == ["anna", "bram"]
 
 
 def test_team_pods_have_no_egress_at_all(monkeypatch, capsys, tmp_path):
