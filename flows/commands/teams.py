@@ -30,7 +30,8 @@ def render_k8s(
     from flows.event import load_event
     from sandboxes import k8s
 
-    ev = load_event(directory).event
+    event_dir = load_event(directory)
+    ev = event_dir.event
     overlay = None
     if values is not None:
         try:
@@ -74,6 +75,30 @@ def render_k8s(
     console.print(
         k8s.values_header(ev.name, ev.sandbox.auth).replace("# ", "").rstrip(), markup=False
     )
+    if ev.sandbox.auth == "hackgap":
+        # The hub in the cluster checks the same hash file `provision` keeps: give everyone
+        # on the roster a password (new people only), then make the Secret from the file.
+        from sandboxes import hubauth, layout
+        from sandboxes import provision as prov
+        from sandboxes.hubconfig import password_file
+
+        roster = prov.Roster(
+            teams=dict(spec.teams), judges=list(ev.judges), organisers=list(ev.organisers)
+        )
+        hub_dir = layout.hub_dir(event_dir.workdir)
+        hub_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        hashed = set(hubauth.read_hashes(password_file(hub_dir)))
+        people = set(roster.people())
+        plain = prov.issue_passwords(
+            event_dir.workdir, roster, sorted(people - hashed), sorted(hashed - people)
+        )
+        console.print(
+            f"Passwords: {len(plain)} new, {len(people) - len(plain)} kept; plain values in "
+            f"{layout.credentials_file(event_dir.workdir)} (organisers only). Make the Secret: "
+            f"kubectl create secret generic {k8s.secret_names(ev.name)['passwords']} "
+            f"--from-file={k8s.PASSWORD_FILE_KEY}={password_file(hub_dir)}",
+            markup=False,
+        )
     if ev.sandbox.backend != "kubernetes":
         console.print(
             f"Note: event.yaml's sandbox.backend is {ev.sandbox.backend}, not kubernetes.",

@@ -268,6 +268,32 @@ def test_no_secret_is_inlined(monkeypatch, capsys, tmp_path):
     assert "cookieSecret" not in hub and "secretToken" not in values.get("proxy", {})
 
 
+def test_hackgap_passwords_are_issued_once_and_never_in_the_values(monkeypatch, capsys, tmp_path):
+    values, text = render(monkeypatch, capsys, tmp_path)
+    workdir = tmp_path / "event" / ".hackgap"
+    hashes = json.loads((layout.hub_dir(workdir) / "passwords.json").read_text())
+    event = yaml.safe_load((tmp_path / "event" / "event.yaml").read_text())
+    people = {m for t in event["teams"] for m in t["members"]} | {*event["judges"]}
+    people |= set(event["organisers"])
+    assert set(hashes) == people  # collaboration accounts have none: nobody logs in as them
+    credentials = layout.credentials_file(workdir)
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    rows = credentials.read_text().splitlines()[1:]
+    assert sorted(r.split(",")[0] for r in rows) == sorted(people)
+    for row in rows:
+        password = row.split(",")[-1]
+        assert password not in text and hashes[row.split(",")[0]] not in text
+    mount = values["hub"]["config"]["HackgapAuthenticator"]["password_file"]
+    assert mount == f"{k8s.AUTH_MOUNT}/{k8s.PASSWORD_FILE_KEY}"
+    # a second render issues nothing new
+    event_dir = str(tmp_path / "event")
+    code, out, _ = hackgap(
+        monkeypatch, capsys, "teams", "render-k8s", event_dir, str(tmp_path / "o")
+    )
+    assert code == 0 and "Passwords: 0 new" in out
+    assert credentials.read_text().splitlines()[1:] == rows
+
+
 def test_schema_breaking_values_are_refused_with_the_path_and_rule(monkeypatch, capsys, tmp_path):
     event = demo_event(tmp_path)
     out = tmp_path / "out"
