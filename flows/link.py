@@ -1,10 +1,13 @@
 """The `link` stage: raw extracts in the secure bucket -> one linked analysis table.
 
 A thin Prefect flow (`link_flow`) over plain functions, which `run_link` also calls
-without Prefect. Steps: fetch the sources from the secure bucket, read them, pseudonymise
-(keyed HMAC), link school records (exact, then Splink), build and generalise the analysis
-table, write it as Parquet with a manifest and a linkage report, publish the set under
-`secure/<event>/linked/` (`_COMPLETE` last) and audit every read and write.
+without Prefect. Steps: fetch the sources from the secure bucket, read them, drop the
+register persons the analysis does not need (data minimisation), pseudonymise (keyed
+HMAC), link school records (exact, then Splink), build and generalise the analysis
+table, write it as Parquet with a manifest and a linkage report, check that enough of
+the pupils linked (`secure_zone.min_link_rate`, else stop and withdraw the linked set),
+publish the set under `secure/<event>/linked/` (`_COMPLETE` last) and audit every read
+and write.
 
 Rows and keys stay in this process, the secure bucket and the secure working directory
 (`<workdir>/secure`, mode 0700); logs, artifacts and the report carry counts only.
@@ -32,6 +35,7 @@ from flows.objectstore import ObjectStore, sha256_file
 from flows.pipeline import linkage as lk
 from flows.pipeline import report as rp
 from flows.pipeline.audit import AuditLog
+from flows.pipeline.minimise import needed_persons
 from flows.pipeline.pseudonymise import (
     key_fingerprint,
     load_key,
@@ -40,7 +44,7 @@ from flows.pipeline.pseudonymise import (
 )
 from flows.pipeline.steps import analysis_table, read_extracts, write_parquet
 
-CODE_VERSION = "link-1"  # bump whenever the same inputs would give different output
+CODE_VERSION = "link-2"  # bump whenever the same inputs would give different output
 SECURE = "secure"
 SOURCES = ("municipal", "cbs", "postcodes", "school")
 OUTPUT_FILES = ("analysis.parquet", "manifest.json", "report.md", "report.html")
@@ -49,6 +53,12 @@ Progress = Callable[[str], None]
 
 # Set by the CLI so the Prefect tasks (same process) can report their steps on screen.
 progress_hook: Progress | None = None
+
+
+class LinkRateError(Exception):
+    """Too few pupils linked to a register person: the linked table would not be complete."""
+
+    hackgap_user_error = True
 
 
 def _say(progress: Progress | None) -> Progress:
@@ -67,8 +77,14 @@ class LinkOutcome:
 
     def summary(self) -> dict[str, Any]:
         e, p = self.report["exact"], self.report["probabilistic"]
+        r = self.report
         return {
             "pupils": self.rows,
+            "link_rate": r["school_pupils_linked"] / r["school_pupils"]
+            if r.get("school_pupils")
+            else None,
+            "training": p.get("training", ""),
+            "persons_not_needed": r.get("persons_not_needed", 0),
             "exact_rate": e["rows_linked"] / e["rows_with_bsn"] if e["rows_with_bsn"] else None,
             "probabilistic_rate": p["rows_linked"] / p["rows"] if p["rows"] else None,
             "prefix": self.prefix,
@@ -169,8 +185,12 @@ def compute_link(
     say("reading sources")
     paths = {w: s["path"] for w, s in sources.items()}
     read = read_extracts(paths, ev.sources, municipality=ev.municipality, year=ev.data_year)
+    say("keeping only the register persons the analysis needs")
+    persons, not_needed = needed_persons(
+        read["municipal"].frame, read["school"].frame, ev.secure_zone.minimise_margin_years
+    )
     say("pseudonymising")
-    persons = pseudonymise_persons(read["municipal"].frame, key)
+    persons = pseudonymise_persons(persons, key)
     school = pseudonymise_school(read["school"].frame, key)
     del key
     say("linking school records")
@@ -198,6 +218,7 @@ def compute_link(
         persons=persons,
         postcodes=read["postcodes"].frame,
         cbs=read["cbs"].frame,
+        persons_not_needed=not_needed,
     )
 
     say("writing outputs")
@@ -223,6 +244,64 @@ def compute_link(
     _write_text(out_dir / "report.md", rp.to_markdown(report))
     _write_text(out_dir / "report.html", rp.to_html(report))
     return {"rows": len(table), "parquet_sha256": parquet_sha, "report": report.as_dict()}
+
+
+def check_link_rate(report: Mapping[str, Any], min_rate: float) -> None:
+    """Stop (LinkRateError) when the linked share of pupils is below `min_rate`.
+
+    The sentence gives the rate, the main reason records stayed unlinked (from the
+    report, counts shown as the report shows them) and the setting to change.
+    """
+    r = _report(report)
+    rate = r.link_rate
+    if rate is None or rate >= min_rate:
+        return
+    main = r.main_unlinked_reason()
+    why = (
+        f"most unlinked school records ({rp.cell(main[1], r.min_cell)}) stayed unlinked "
+        f"because {rp.REASON_TEXT[main[0]]}"
+        if main
+        else "no school record was unlinked, so pupils were lost elsewhere"
+    )
+    if r.probabilistic.training == lk.TRAINED_BY_EM:
+        why += " (records without a person number were linked by a model trained without labels)"
+    raise LinkRateError(
+        f"Only {100 * rate:.1f}% of the {rp.cell(r.school_pupils, r.min_cell)} pupils in the "
+        f"school data linked to a register person, below secure_zone.min_link_rate "
+        f"{min_rate:g}: {why}; nothing was published: check that the register and school "
+        "extracts cover the same municipality and years, or lower secure_zone.min_link_rate "
+        "in event.yaml."
+    )
+
+
+def _report(doc: Mapping[str, Any]) -> rp.LinkReport:
+    """The LinkReport of its as_dict() form (as stored in result.json / the manifest)."""
+    fields = {f.name for f in dataclasses.fields(rp.LinkReport)}
+    r = rp.LinkReport(**{k: v for k, v in doc.items() if k in fields})
+    r.exact = lk.ExactStats(**r.exact) if isinstance(r.exact, dict) else r.exact
+    if isinstance(r.probabilistic, dict):
+        r.probabilistic = lk.ProbabilisticStats(**r.probabilistic)
+    return r
+
+
+def withdraw(event_dir: EventDir, store: ObjectStore, audit: AuditLog) -> None:
+    """Remove the `_COMPLETE` of an earlier linked set: it no longer stands for the sources."""
+    key = f"{linked_prefix(event_dir)}/_COMPLETE"
+    if store.exists(SECURE, key):
+        done = store.stat(SECURE, key)
+        store.remove(SECURE, key)
+        audit.record("withdraw", SECURE, key, done.sha256, done.size)
+
+
+def gate(
+    event_dir: EventDir, store: ObjectStore, report: Mapping[str, Any], audit: AuditLog
+) -> None:
+    """The link-rate check before publishing; a failing link withdraws the older set."""
+    try:
+        check_link_rate(report, event_dir.event.secure_zone.min_link_rate)
+    except LinkRateError:
+        withdraw(event_dir, store, audit)
+        raise
 
 
 def outputs_present(out_dir: Path, parquet_sha: str) -> bool:
@@ -288,6 +367,7 @@ def run_link(
         result = compute_link(event_dir, sources, out_dir, environ=environ, progress=say)
         _write_text(stamp, json.dumps(result, sort_keys=True, default=str))
     _prune(event_dir, out_dir)
+    gate(event_dir, store, result["report"], audit)
     say("publishing")
     publish_outputs(event_dir, store, out_dir, audit)
     return LinkOutcome(
@@ -299,6 +379,7 @@ def _settings_doc(event_dir: EventDir) -> dict[str, Any]:
     return {
         **dataclasses.asdict(link_settings(event_dir)),
         "min_cell": event_dir.event.secure_zone.min_cell_count,
+        "minimise_margin_years": event_dir.event.secure_zone.minimise_margin_years,
         "municipality": event_dir.event.municipality,
         "year": event_dir.event.data_year,
         # the cached files live in this event's workdir: never share them across events
@@ -355,6 +436,7 @@ def _prefect_link_flow():
             result = link_task.with_options(refresh_cache=True)(event_dir, sources, ck)
             cached = False
         _prune(event_dir, Path(result["out_dir"]))
+        gate(event_dir, store, result["report"], audit)
         publish_task(event_dir, store, result["out_dir"], audit)
         outcome = LinkOutcome(
             linked_prefix(event_dir), result["rows"], result["parquet_sha256"], result["report"]

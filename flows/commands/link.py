@@ -35,10 +35,14 @@ def link(
 
     table = Table(title=f"link: {event_dir.event.name}", show_header=False)
     table.add_row("pupils in the analysis table", f"{summary['pupils']:,}")
+    table.add_row("pupils of the school data linked", _rate(summary.get("link_rate")))
     table.add_row("exact match rate (records with a person number)", _rate(summary["exact_rate"]))
     table.add_row(
         "probabilistic match rate (records without)", _rate(summary["probabilistic_rate"])
     )
+    if summary.get("training"):
+        table.add_row("probabilistic model trained on", summary["training"])
+    table.add_row("register persons not needed (dropped)", f"{summary['persons_not_needed']:,}")
     table.add_row("re-used cached output", "yes" if summary["cached"] else "no")
     prefix = summary["prefix"]
     console.print(table)

@@ -11,9 +11,12 @@ counted, never guessed.
 
 The model: u-probabilities from random sampling (fixed seed), m-probabilities from the
 school records linked exactly (known true pairs), smoothed so an unseen level is rare,
-not impossible. Documented false-link rate: at most 1% of probabilistic links (the tests
-check it against the demo generator's truth; measured 0 false links at 8,000-40,000
-persons with 96-98% of records without a person number linked).
+not impossible. A school file with too few person numbers to give MIN_LABELLED known
+pairs (some deliveries carry none) is trained without labels instead: Splink's
+expectation-maximisation over the same blocking and comparisons, and the report says so.
+Documented false-link rate: at most 1% of probabilistic links (the tests check it
+against the demo generator's truth for 0%, 10%, 50% and 100% of pupils without a
+person number; figures in docs/data.md).
 
 Everything here works on pseudonymised frames in memory; what leaves this module for
 reports is counts only (`ExactStats`, `ProbabilisticStats`).
@@ -76,6 +79,8 @@ class ProbabilisticStats:
     seconds_total: float = 0.0
     seconds_predict: float = 0.0
     skipped: str = ""  # why Splink did not run, if it did not
+    training: str = ""  # how the model was trained: TRAINED_ON_LABELS or TRAINED_BY_EM
+    labelled_pairs: int = 0  # known true pairs available for training
 
 
 @dataclass
@@ -291,6 +296,37 @@ def train_model(
     return _smooth(model, len(labels), settings.u_max_pairs)
 
 
+# EM sessions: each blocks on some comparisons and estimates the m of the others.
+_EM_BLOCKS = (("dob",), ("postcode", "geslacht"))
+
+
+def train_model_em(left: pd.DataFrame, right: pd.DataFrame, settings: LinkSettings) -> dict:
+    """Splink model without known pairs: u from random sampling, m by expectation-maximisation.
+
+    Used when the school file carries (almost) no person numbers. Blocking on the birth
+    date estimates sex and postcode; blocking on postcode and sex estimates the birth date.
+    """
+    from splink import DuckDBAPI, Linker, block_on
+
+    con = _connect(settings)
+    try:
+        db = DuckDBAPI(connection=con)
+        sdf_l = db.register(left, dataset_display_name="duo")
+        sdf_r = db.register(right, dataset_display_name="brp")
+        linker = Linker([sdf_l, sdf_r], _settings(len(right)), log_level=logging.ERROR)
+        linker.training.estimate_u_using_random_sampling(
+            max_pairs=settings.u_max_pairs, seed=settings.seed
+        )
+        for columns in _EM_BLOCKS:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                block_on(*columns), estimate_without_term_frequencies=True
+            )
+        model = linker.misc.save_model_to_json()
+    finally:
+        con.close()
+    return _smooth(model, len(left), settings.u_max_pairs)
+
+
 def _score(
     left: pd.DataFrame, right: pd.DataFrame, model: dict, settings: LinkSettings
 ) -> pd.DataFrame:
@@ -342,6 +378,9 @@ def decide(pairs: pd.DataFrame, threshold: float, margin: float) -> pd.DataFrame
     return best
 
 
+MIN_LABELLED = 100  # fewer known true pairs than this: train without labels (EM)
+TRAINED_ON_LABELS = "known pairs"
+TRAINED_BY_EM = "expectation-maximisation (no labels)"
 MAX_LABELLED = 20_000  # known true pairs used to estimate m; more adds time, not accuracy
 
 
@@ -401,12 +440,14 @@ def probabilistic_link(
 
     decision = pd.DataFrame(columns=["pid", "weight", "second", "prob", "status"])
     labelled, labels = _labelled(out, pool, settings)
-    if stats.candidates and len(labels) == 0:
-        stats.skipped = (
-            "no school record was linked exactly, so there are no known pairs to train on"
-        )
-    elif stats.candidates:
-        model = train_model(labelled, pool_features, labels, settings)
+    stats.labelled_pairs = len(labels)
+    if stats.candidates:
+        if len(labels) >= MIN_LABELLED:
+            stats.training = TRAINED_ON_LABELS
+            model = train_model(labelled, pool_features, labels, settings)
+        else:
+            stats.training = TRAINED_BY_EM
+            model = train_model_em(left.reset_index(drop=True), pool_features, settings)
         pairs = _score(left.reset_index(drop=True), right, model, settings)
         stats.seconds_predict = float(pairs.attrs.get("seconds_predict", 0.0))
         oriented = _orient(pairs)

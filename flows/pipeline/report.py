@@ -48,9 +48,34 @@ class LinkReport:
     missing_parent: int  # linked pupils naming a parent number not in the register
     postcode_not_found: int  # linked pupils whose postcode is not in the postcode table
     cbs_suppressed: dict[str, int]
+    # pupils in the school data: distinct person numbers, plus distinct school identities
+    # (birth date, sex, postcode) among records without one; and how many of them linked
+    school_pupils: int = 0
+    school_pupils_linked: int = 0
+    persons_not_needed: int = 0  # register persons dropped by data minimisation
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def link_rate(self) -> float | None:
+        """Linked share of the school data's pupils (None when there are none)."""
+        return self.school_pupils_linked / self.school_pupils if self.school_pupils else None
+
+    def main_unlinked_reason(self) -> tuple[str, int] | None:
+        """The most frequent reason school records stayed unlinked, with its record count."""
+        counts = [(self.rows_by_status.get(k, 0), k) for k in lk.UNLINKED_REASONS]
+        n, reason = max(counts)
+        return (reason, n) if n else None
+
+
+# What each unlinked reason means, for the report and the link-rate stop.
+REASON_TEXT = {
+    lk.NOT_IN_REGISTER: "their person number is not in the register",
+    lk.NO_CANDIDATE: "no register person of school age shares their birth date or postcode",
+    lk.BELOW_THRESHOLD: "their best register candidate scored below secure_zone.match_threshold",
+    lk.TIE: "two register persons fit them equally well",
+}
 
 
 def _status_counts(frame: pd.DataFrame, by: pd.Series) -> dict[str, dict[str, int]]:
@@ -82,6 +107,7 @@ def build_report(
     persons: pd.DataFrame,
     postcodes: pd.DataFrame,
     cbs: pd.DataFrame,
+    persons_not_needed: int = 0,
 ) -> LinkReport:
     """Count everything the report shows from the pseudonymised, linked frames."""
     school = result.school
@@ -90,6 +116,8 @@ def build_report(
     with_bsn = school[school["bsn"].notna()]
     linked = result.linked
     pupils = linked.drop_duplicates("person_key")
+    exact_keys = school.loc[school["link_method"] == lk.EXACT, "bsn"]
+    p = result.probabilistic
     methods = linked.groupby("person_key")["link_method"].first().value_counts()
 
     known = pd.Index(persons["bsn"].dropna().unique())
@@ -127,6 +155,9 @@ def build_report(
         missing_parent=int(missing_parent.sum()),
         postcode_not_found=int(pc_missing.sum()),
         cbs_suppressed=suppressed,
+        school_pupils=int(with_bsn["bsn"].nunique()) + p.identities,
+        school_pupils_linked=int(exact_keys.nunique()) + p.identities_linked,
+        persons_not_needed=persons_not_needed,
     )
 
 
@@ -227,6 +258,12 @@ def _tables(r: LinkReport) -> list[_Table]:
             "Linked table and data quality",
             ["what", "count"],
             [
+                ["pupils in the school data", c(r.school_pupils)],
+                [
+                    "  of whom linked to a register person",
+                    f"{c(r.school_pupils_linked)} "
+                    f"({rate(r.school_pupils_linked, r.school_pupils, m)})",
+                ],
                 ["pupils in the linked table", c(r.pupils)],
                 ["  linked exactly", c(r.pupils_exact)],
                 ["  linked probabilistically", c(r.pupils_probabilistic)],
@@ -240,6 +277,10 @@ def _tables(r: LinkReport) -> list[_Table]:
                 ],
                 ["pupils naming a parent not in the register", c(r.missing_parent)],
                 ["pupils whose postcode is not in the postcode table", c(r.postcode_not_found)],
+                [
+                    "register persons not needed (dropped before pseudonymisation)",
+                    c(r.persons_not_needed),
+                ],
             ]
             + [[f"CBS cells suppressed: {k}", c(v)] for k, v in r.cbs_suppressed.items()],
         ),
@@ -249,6 +290,7 @@ def _tables(r: LinkReport) -> list[_Table]:
             [
                 ["persons scored against (school age, not linked exactly)", c(p.candidates)],
                 ["pairs compared", c(p.pairs_compared)],
+                ["model trained on", _training(p)],
             ]
             + [[f"  from rule: {k}", c(v)] for k, v in p.pairs_by_rule.items()]
             + [["seconds (train + predict)", f"{p.seconds_total:.1f}"]]
@@ -261,6 +303,17 @@ def _tables(r: LinkReport) -> list[_Table]:
         ),
     ]
     return tables
+
+
+def _training(p: lk.ProbabilisticStats) -> str:
+    if p.training == lk.TRAINED_ON_LABELS:
+        return "known pairs: school records linked exactly on the person number"
+    if p.training == lk.TRAINED_BY_EM:
+        return (
+            "no labels: expectation-maximisation (too few school records with a person "
+            f"number to train on, fewer than {lk.MIN_LABELLED} known pairs)"
+        )
+    return "-"
 
 
 def _header(r: LinkReport) -> str:
