@@ -44,6 +44,7 @@ import jsonschema
 import yaml
 
 from sandboxes import layout
+from sandboxes.hubconfig import ORGANISER_SCOPES
 
 Z2JH_DIR = Path(__file__).with_name("z2jh")
 SCHEMA_FILE = Z2JH_DIR / "values.schema.json"
@@ -130,9 +131,18 @@ def render_values(ev: K8sEvent, overlay: Mapping[str, Any] | None = None) -> dic
         f"team-{team}-access": {  # JupyterHub role names start with a letter
             "description": f"Members of {team} use (and start) the team's shared server.",
             "users": list(ev.teams[team]),
-            "scopes": [f"access:servers!user={acct}", f"servers!user={acct}"],
+            "scopes": [
+                f"access:servers!user={acct}",
+                f"servers!user={acct}",
+                f"read:users:activity!user={acct}",
+            ],
         }
         for team, acct in accounts.items()
+    }
+    roles["organisers"] = {
+        "description": "Organisers watch and help: hub admin page, every team server.",
+        "users": sorted(ev.organisers),
+        "scopes": list(ORGANISER_SCOPES),
     }
     roles["judge-page"] = {
         "description": "Judges and organisers open the judge page.",
@@ -141,13 +151,14 @@ def render_values(ev: K8sEvent, overlay: Mapping[str, Any] | None = None) -> dic
     }
 
     hub_config: dict[str, Any] = {
+        "Spawner": {"env_keep": []},  # nothing of the hub's environment reaches a pod
         "JupyterHub": {
             "admin_access": False,
             "load_groups": groups,
         },
         "Authenticator": {
             "allowed_users": people,
-            "admin_users": sorted(ev.organisers),
+            "admin_users": [],  # organisers get a role (as on the local hub), not hub admin
             "allow_existing_users": False,
         },
     }
@@ -159,7 +170,7 @@ def render_values(ev: K8sEvent, overlay: Mapping[str, Any] | None = None) -> dic
     extra_config = {
         "hackgap-1-network": _NETWORK_SNIPPET,
         "hackgap-2-culler": _culler_snippet(ev.end_epoch),
-        "hackgap-3-spawn": _spawn_snippet(ev.teams, ev.challenges),
+        "hackgap-3-spawn": _spawn_snippet(ev.teams, ev.challenges, [*ev.judges, *ev.organisers]),
         "hackgap-4-judge": _JUDGE_SNIPPET.substitute(port=JUDGE_PORT),
     }
     if ev.auth == "oauth":
@@ -309,9 +320,11 @@ for _service in c.JupyterHub.services:
 """)
 
 _SPAWN_SNIPPET = Template("""\
-# Only a team's collaboration account gets a server; it learns its challenges.
+# Only a team's collaboration account gets a server; it learns its challenges. People land
+# where they work.
 _HACKGAP_CHALLENGES = $challenges
 _HACKGAP_ACCOUNT_OF = $account_of
+_HACKGAP_STAFF = $staff
 
 
 def _hackgap_pre_spawn(spawner):
@@ -324,6 +337,20 @@ def _hackgap_pre_spawn(spawner):
 
 
 c.Spawner.pre_spawn_hook = _hackgap_pre_spawn
+
+
+def _hackgap_landing(handler):
+    # members land in their team's JupyterLab, judges and organisers on the judge page
+    user = handler.current_user
+    team = _HACKGAP_ACCOUNT_OF.get(user.name) if user is not None else None
+    if team:
+        return f"{handler.base_url}user/{team}/lab"
+    if user is not None and user.name in _HACKGAP_STAFF:
+        return f"{handler.base_url}services/judge/"
+    return f"{handler.base_url}hub/home"
+
+
+c.JupyterHub.default_url = _hackgap_landing
 """)
 
 # The proxy runs in another pod, and the judge page binds to the host of its service URL
@@ -351,11 +378,15 @@ def _culler_snippet(end_epoch: float) -> str:
 
 
 def _spawn_snippet(
-    teams: Mapping[str, Sequence[str]], challenges: Mapping[str, Sequence[str]]
+    teams: Mapping[str, Sequence[str]],
+    challenges: Mapping[str, Sequence[str]],
+    staff: Sequence[str] = (),
 ) -> str:
     by_account = {layout.team_account(t): " ".join(challenges.get(t, ())) for t in teams}
     account_of = {m: layout.team_account(t) for t, members in teams.items() for m in members}
-    return _SPAWN_SNIPPET.substitute(challenges=repr(by_account), account_of=repr(account_of))
+    return _SPAWN_SNIPPET.substitute(
+        challenges=repr(by_account), account_of=repr(account_of), staff=repr(sorted(staff))
+    )
 
 
 def _oauth_config(ev: K8sEvent) -> tuple[str, dict[str, Any]]:

@@ -124,7 +124,9 @@ def test_groups_roles_and_accounts_match_the_teams(monkeypatch, capsys, tmp_path
     people = {m for ms in teams.values() for m in ms} | {*event["judges"], *event["organisers"]}
     assert set(auth["allowed_users"]) == people
     assert auth["allow_existing_users"] is False
-    assert auth["admin_users"] == event["organisers"]
+    assert auth["admin_users"] == []  # organisers have a role, not hub admin
+    assert roles["organisers"]["users"] == event["organisers"]
+    assert "admin-ui" in roles["organisers"]["scopes"]
 
 
 def test_names_jupyterhub_refuses_are_never_rendered(monkeypatch, capsys, tmp_path):
@@ -205,7 +207,7 @@ def test_a_real_hub_loads_the_roster_and_a_moved_member_loses_the_old_server(tmp
     before, after = _start_hub([_hub_config(v, tmp_path) for v in (first, moved)], tmp_path)
     assert before["roles"]["team-team-a-access"] == ["anna", "bram"]
     assert before["roles"]["judge-page"] == ["judge-eva", "org-olga"]
-    assert before["roles"]["admin"] == ["org-olga"]
+    assert before["roles"]["admin"] == [] and before["roles"]["organisers"] == ["org-olga"]
     assert {"team-a-collab", "team-b-collab"} <= set(before["users"])
     # after the restart with the new values (helm upgrade):
     assert after["roles"]["team-team-a-access"] == ["anna"]
@@ -264,6 +266,9 @@ def test_no_secret_is_inlined(monkeypatch, capsys, tmp_path):
         key = path[-1].lower()
         if any(word in key for word in ("secret", "token", "password", "cookie")):
             assert path[-1] in {"secretName", "password_file"} or not isinstance(value, str), path
+    # the hub's environment (with the OAuth secret in it) is not handed to team pods
+    assert hub["config"]["Spawner"]["env_keep"] == []
+    assert list(values["singleuser"]["extraEnv"]) == [layout.TWIN_PATH_ENV]
     # the chart must generate its own cookie secret and proxy token
     assert "cookieSecret" not in hub and "secretToken" not in values.get("proxy", {})
 
@@ -447,3 +452,13 @@ def test_only_collaboration_accounts_get_a_server(monkeypatch, capsys, tmp_path)
         hook(spawner("anna"))
     with pytest.raises(ValueError, match="you are in no team"):
         hook(spawner("judge-eva"))
+    # and everyone lands where they work
+    landing = c.JupyterHub.default_url
+
+    def visit(name):
+        user = types.SimpleNamespace(name=name)
+        return landing(types.SimpleNamespace(current_user=user, base_url="/"))
+
+    assert visit("anna") == "/user/team-noord-collab/lab"
+    assert visit("judge-eva") == "/services/judge/"
+    assert visit("stranger") == "/hub/home"
