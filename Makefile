@@ -13,10 +13,11 @@ $(STAMP): requirements.lock pyproject.toml scripts/bootstrap.sh
 setup: $(STAMP)
 
 demo: $(STAMP)
+	scripts/bootstrap.sh hub
 	$(BIN)/hackgap demo $(DEMO_DIR)
 
 test: $(STAMP)
-	scripts/bootstrap.sh system docker
+	scripts/bootstrap.sh system docker hub
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

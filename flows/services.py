@@ -6,6 +6,13 @@ S3 server is real MinIO when a `minio` binary is available, else moto's server m
 moto keeps objects in memory, so `down` snapshots every bucket to
 `<workdir>/services/s3-snapshot/` and `up` restores it: nothing is lost across down/up.
 The services directory holds copies of the secure bucket, so it is private (mode 0700).
+
+With an event (`hub_up`), the team sandboxes' JupyterHub starts too: configurable-http-proxy
+(npm, installed by `scripts/bootstrap.sh hub`) and the hub, both on free loopback ports, from
+a config rendered from event.yaml (sandboxes/hubconfig.py), with database, cookie secret and
+tokens under `<workdir>/hub/` (0700), so down/up keeps users, groups, files and tokens. The
+proxy is ours, not the hub's: restarting the hub for a roster change (roles are config-only)
+takes ~4 s and leaves the proxy and the team servers running.
 """
 
 from __future__ import annotations
@@ -25,12 +32,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from flows.objectstore import COMPLETE, ObjectStore, StoreError
+from sandboxes import layout
 
 HOST = "127.0.0.1"
 S3_START_TIMEOUT = 30.0
@@ -68,15 +77,34 @@ class PrefectService:
 
 
 @dataclass(frozen=True)
+class HubService:
+    pid: int
+    started: float
+    proxy_pid: int
+    proxy_started: float
+    url: str  # public URL (the proxy)
+    port: int
+    hub_port: int
+    proxy_api_port: int
+    log: str
+    proxy_log: str
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}hub/api"
+
+
+@dataclass(frozen=True)
 class ServiceState:
     workdir: Path
     s3: S3Service | None = None
     prefect: PrefectService | None = None
     notes: list[str] = field(default_factory=list, compare=False)
+    hub: HubService | None = None
 
     @property
     def empty(self) -> bool:
-        return self.s3 is None and self.prefect is None
+        return self.s3 is None and self.prefect is None and self.hub is None
 
 
 # -- paths and state file ---------------------------------------------------------------
@@ -137,7 +165,8 @@ def _read_state(workdir: Path) -> ServiceState:
         ) from None
     s3 = S3Service(**raw["s3"]) if raw.get("s3") else None
     prefect = PrefectService(**raw["prefect"]) if raw.get("prefect") else None
-    return ServiceState(Path(workdir), s3, prefect)
+    hub = HubService(**raw["hub"]) if raw.get("hub") else None
+    return ServiceState(Path(workdir), s3, prefect, hub=hub)
 
 
 def _write_state(state: ServiceState) -> None:
@@ -148,6 +177,7 @@ def _write_state(state: ServiceState) -> None:
     doc = {
         "s3": asdict(state.s3) if state.s3 else None,
         "prefect": asdict(state.prefect) if state.prefect else None,
+        "hub": asdict(state.hub) if state.hub else None,
     }
     tmp = path.with_name(f".state.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds S3 credentials
@@ -191,14 +221,14 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> tuple[int, float]:
     return proc.pid, started
 
 
-def _stop(pid: int, started: float) -> None:
-    """Stop a process group we started: SIGTERM, then SIGKILL after STOP_TIMEOUT."""
+def _stop(pid: int, started: float, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop a process group we started: SIGTERM, then SIGKILL after `timeout` seconds."""
     if not _alive(pid, started):
         _reap(pid)
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(pid)
         if not _alive(pid, started):
@@ -419,6 +449,331 @@ def _start_prefect(workdir: Path) -> PrefectService:
     raise ServiceError(f"The Prefect server on {HOST}:{port} {why}; see {log} for why.")
 
 
+# -- JupyterHub -------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+PROXY_BIN_ENV = "HACKGAP_PROXY_BIN"
+HUB_STOP_TIMEOUT = 45.0  # the hub stops its managed services first (the culler takes ~30 s)
+
+
+def proxy_binary() -> str:
+    """configurable-http-proxy: $HACKGAP_PROXY_BIN, else the project's npm install, else PATH."""
+    named = os.environ.get(PROXY_BIN_ENV)
+    local = REPO / "infra" / "sandbox" / "node_modules" / ".bin" / "configurable-http-proxy"
+    found = named or (str(local) if local.is_file() else shutil.which("configurable-http-proxy"))
+    if not found or not os.access(found, os.X_OK):
+        where = f" at {named}" if named else ""
+        raise ServiceError(
+            f"configurable-http-proxy (the hub's proxy, from npm) is missing{where}; install it "
+            "with `scripts/bootstrap.sh hub` (or `make setup`), which runs npm in infra/sandbox."
+        )
+    return found
+
+
+def _secret_file(path: Path, nbytes: int = 32) -> str:
+    """A token kept in a 0600 file under the hub directory, made once (down/up keeps it)."""
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    token = secrets.token_hex(nbytes)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(token + "\n")
+    tmp.replace(path)
+    return token
+
+
+def hub_token(workdir: Path) -> str:
+    """The hackgap hub service's API token (provisioning); never given to a sandbox."""
+    from sandboxes.hubconfig import service_token_file
+
+    return _secret_file(service_token_file(layout.hub_dir(Path(workdir).resolve())))
+
+
+def _hub_env(hub_dir: Path, extra: dict[str, str]) -> dict[str, str]:
+    """The hub's environment: only what it needs (no object-store keys, no Prefect URL)."""
+    keep = ("PATH", "LANG", "LC_ALL", "HOME", "TZ", "PYTHONPATH")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    env["CONFIGPROXY_AUTH_TOKEN"] = _secret_file(hub_dir / "proxy-token")
+    return env | extra
+
+
+def _get(url: str, token: str | None = None, timeout: float = 2) -> int:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"token {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+def _wait(check, pid: int, started: float, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid, started):
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _start_proxy(hub_dir: Path, port: int, api_port: int, hub_port: int, log: Path):
+    cmd = [proxy_binary(), "--ip", HOST, "--port", str(port), "--api-ip", HOST,
+           "--api-port", str(api_port), "--default-target", f"http://{HOST}:{hub_port}",
+           "--error-target", f"http://{HOST}:{hub_port}/hub/error"]  # fmt: skip
+    env = _hub_env(hub_dir, {})
+    pid, started = _spawn(cmd, env, log)
+    token = env["CONFIGPROXY_AUTH_TOKEN"]
+    ok = _wait(lambda: _get(f"http://{HOST}:{api_port}/api/routes", token) == 200, pid, started, 20)
+    if not ok:
+        _stop(pid, started)
+        raise ServiceError(
+            f"configurable-http-proxy did not start on {HOST}:{port}; see {log} for why."
+        )
+    return pid, started
+
+
+def _start_hub_process(
+    hub_dir: Path, url: str, timeout: float, log: Path, env: dict, hub_port: int
+):
+    from sandboxes.hubconfig import CONFIG_FILE
+
+    cmd = [sys.executable, "-m", "jupyterhub", "-f", str(hub_dir / CONFIG_FILE)]
+    offset = log.stat().st_size if log.exists() else 0
+    pid, started = _spawn(cmd, _hub_env(hub_dir, env), log)
+
+    def running() -> bool:
+        # "now running" comes after the managed services (judge page) are up and the
+        # hub's signal handlers are set: only then does SIGTERM stop it cleanly.
+        with open(log, "rb") as fh:
+            fh.seek(offset)
+            return b"JupyterHub is now running" in fh.read() and _get(f"{url}hub/api/") == 200
+
+    if not _wait(running, pid, started, timeout):
+        exited = not _alive(pid, started)
+        _stop(pid, started, HUB_STOP_TIMEOUT)
+        _kill_services(hub_port)
+        why = "exited early" if exited else f"did not answer within {timeout:g} s (start_timeout)"
+        raise ServiceError(
+            f"JupyterHub {why}; see {log} for why (a slow machine: raise sandbox.start_timeout "
+            "in event.yaml)."
+        )
+    return pid, started
+
+
+def _hub_children(hub_port: int) -> list[psutil.Process]:
+    """Team servers and managed services of the hub on hub_port (they run in own sessions)."""
+    needle = f"{HOST}:{hub_port}/"
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if needle in proc.environ().get("JUPYTERHUB_API_URL", ""):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _kill_services(hub_port: int) -> None:
+    """Managed services a stopped hub left behind (team servers are left running)."""
+    left = [p for p in _hub_children(hub_port) if _env_of(p).get("JUPYTERHUB_SERVICE_NAME")]
+    for proc in left:
+        with contextlib.suppress(psutil.Error, OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    psutil.wait_procs(left, timeout=5)
+
+
+def _env_of(proc: psutil.Process) -> dict[str, str]:
+    try:
+        return proc.environ()
+    except psutil.Error:
+        return {}
+
+
+def _stop_hub(hub: HubService) -> None:
+    """Stop team servers, the hub (and its services) and the proxy; nothing is left behind."""
+    servers = _hub_children(hub.hub_port)
+    for proc in servers:
+        with contextlib.suppress(psutil.Error):
+            os.killpg(proc.pid, signal.SIGTERM)
+    psutil.wait_procs(servers, timeout=10)
+    _stop(hub.pid, hub.started, HUB_STOP_TIMEOUT)
+    leftover = _hub_children(hub.hub_port)
+    for proc in leftover:
+        with contextlib.suppress(psutil.Error, OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    psutil.wait_procs(leftover, timeout=5)
+    _stop(hub.proxy_pid, hub.proxy_started)
+
+
+def hub_settings(event_dir, *, port: int, hub_port: int, proxy_api_port: int):
+    """Event -> HubSettings: one place that reads event.yaml for the hub."""
+    import importlib.util
+
+    from sandboxes import hubconfig, provision, singleuser
+
+    ev = event_dir.event
+    workdir = event_dir.workdir
+    backend = ev.sandbox.backend
+    if backend == "kubernetes":
+        raise ServiceError(
+            "sandbox.backend is kubernetes: that hub runs in a cluster, not here; render its "
+            "Helm values with `hackgap teams render-k8s DIR OUT`, or use backend local/docker."
+        )
+    auth: dict[str, Any] = {"kind": ev.sandbox.auth}
+    if ev.sandbox.auth == "oauth":
+        if ev.sandbox.oauth is None:
+            raise ServiceError(
+                "sandbox.auth is oauth but sandbox.oauth is missing; add a provider "
+                "(provider: github|generic, with its URLs) or use auth: hackgap."
+            )
+        auth |= ev.sandbox.oauth.model_dump()
+    judge = None
+    if importlib.util.find_spec("judging.webapp") is not None:  # F's module, when it exists
+        judge = {
+            "port": _port("HACKGAP_JUDGE_PORT")[0],
+            "environment": {
+                "HACKGAP_EVENT_DIR": str(event_dir.root),
+                "HACKGAP_WORKDIR": str(workdir),
+            },
+        }
+    extra: dict[str, Any] = {}
+    if backend == "docker":
+        from sandboxes import docker
+
+        extra = docker.spawner_config(
+            ev.name, ev.sandbox, hub_port=hub_port, twin_dir=provision.released_twin_dir(workdir)
+        )
+    return hubconfig.HubSettings(
+        event=ev.name,
+        hub_dir=str(layout.hub_dir(workdir)),
+        ip=HOST,
+        port=port,
+        hub_port=hub_port,
+        proxy_api_port=proxy_api_port,
+        teams=provision.provisioned_teams(workdir),
+        judges=list(ev.judges),
+        organisers=list(ev.organisers),
+        backend=backend,
+        isolate=backend == "local" and os.geteuid() == 0,
+        env_dir=str(singleuser.ensure()) if backend == "local" else "",
+        start_timeout=ev.sandbox.start_timeout,
+        auth=auth,
+        cull_idle_after=ev.sandbox.cull_idle_after,
+        cull_not_before=ev.end.timestamp(),
+        judge=judge,
+        extra=extra,
+    )
+
+
+def _hub_timeout(event_dir) -> float:
+    return float(os.environ.get("HACKGAP_HUB_START_TIMEOUT", event_dir.event.sandbox.start_timeout))
+
+
+def _oauth_env(event_dir) -> dict[str, str]:
+    oauth = event_dir.event.sandbox.oauth
+    if event_dir.event.sandbox.auth != "oauth" or oauth is None:
+        return {}
+    names = (oauth.client_id_env, oauth.client_secret_env)
+    return {n: os.environ[n] for n in names if n in os.environ}
+
+
+def hub_up(event_dir) -> ServiceState:
+    """Start the proxy and the hub for an event (idempotent); protect the event's secure parts."""
+    from sandboxes import hubconfig, lockdown
+
+    workdir = event_dir.workdir
+    _prepare_workdir(workdir)
+    hub_dir = layout.hub_dir(workdir)
+    hub_dir.mkdir(parents=True, exist_ok=True)
+    hub_dir.chmod(0o700)
+    with _locked(workdir):
+        state = _live(_read_state(workdir))
+        notes = list(state.notes)
+        if state.hub is not None:
+            notes.append("the hub was already running")
+            return ServiceState(workdir, state.s3, state.prefect, notes, state.hub)
+        if os.geteuid() == 0:
+            lockdown.protect_event(event_dir.root, workdir)
+        elif event_dir.event.sandbox.backend == "local":
+            notes.append(
+                "not running as root: team servers run as this user, so teams are NOT isolated "
+                "from each other nor from the event's files; run hackgap as root for an event"
+            )
+        port, _ = _port("HACKGAP_HUB_PORT")
+        hub_port, _ = _port("HACKGAP_HUB_API_PORT")
+        proxy_api_port, _ = _port("HACKGAP_PROXY_API_PORT")
+        hub_token(workdir)
+        settings = hub_settings(
+            event_dir, port=port, hub_port=hub_port, proxy_api_port=proxy_api_port
+        )
+        hubconfig.write(settings)
+        logs = logs_dir(workdir)
+        log, proxy_log = logs / "hub.log", logs / "proxy.log"
+        proxy_pid, proxy_started = _start_proxy(hub_dir, port, proxy_api_port, hub_port, proxy_log)
+        try:
+            pid, started = _start_hub_process(
+                hub_dir, settings.url, _hub_timeout(event_dir), log, _oauth_env(event_dir),
+                hub_port,
+            )  # fmt: skip
+        except BaseException:
+            _stop(proxy_pid, proxy_started)
+            raise
+        hub = HubService(pid, started, proxy_pid, proxy_started, settings.url, port, hub_port,
+                         proxy_api_port, str(log), str(proxy_log))  # fmt: skip
+        final = ServiceState(workdir, state.s3, state.prefect, notes, hub)
+        _write_state(final)
+        return final
+
+
+def restart_hub(event_dir, *, check=None) -> HubService:
+    """Re-render the hub config from event.yaml and restart only the hub (same ports).
+
+    The proxy and the team servers keep running; the hub reconnects to them. `check`, if
+    given, runs on the new settings before anything stops (raise to refuse)."""
+    from sandboxes import hubconfig
+
+    workdir = event_dir.workdir
+    with _locked(workdir):
+        state = _live(_read_state(workdir))
+        hub = state.hub
+        if hub is None:
+            raise ServiceError(
+                f"The hub of {event_dir.root} is not running; start it with "
+                f"`hackgap services up {event_dir.root}`."
+            )
+        settings = hub_settings(
+            event_dir, port=hub.port, hub_port=hub.hub_port, proxy_api_port=hub.proxy_api_port
+        )
+        if check is not None:
+            check(settings)
+        hub_dir = layout.hub_dir(workdir)
+        previous = (hub_dir / hubconfig.SETTINGS_FILE).read_text(encoding="utf-8")
+        hubconfig.write(settings)
+        _stop(hub.pid, hub.started, HUB_STOP_TIMEOUT)
+        _kill_services(hub.hub_port)
+        start = partial(
+            _start_hub_process, hub_dir, hub.url, _hub_timeout(event_dir), Path(hub.log),
+            _oauth_env(event_dir), hub.hub_port,
+        )  # fmt: skip
+        try:
+            pid, started = start()
+        except ServiceError:
+            # leave the hub as it was: the previous settings, running
+            hubconfig.write(hubconfig.HubSettings.from_dict(json.loads(previous)))
+            pid, started = start()
+            _write_state(ServiceState(workdir, state.s3, state.prefect, hub=HubService(
+                **{**asdict(hub), "pid": pid, "started": started})))  # fmt: skip
+            raise
+        new = HubService(**{**asdict(hub), "pid": pid, "started": started})
+        _write_state(ServiceState(workdir, state.s3, state.prefect, hub=new))
+        return new
+
+
 # -- public API -------------------------------------------------------------------------
 
 
@@ -432,7 +787,12 @@ def _live(state: ServiceState) -> ServiceState:
     if prefect and not _alive(prefect.pid, prefect.started):
         notes.append(f"the Prefect server (pid {prefect.pid}) had stopped")
         prefect = None
-    return ServiceState(state.workdir, s3, prefect, notes)
+    hub = state.hub
+    if hub and not (_alive(hub.pid, hub.started) and _alive(hub.proxy_pid, hub.proxy_started)):
+        notes.append(f"the hub (pid {hub.pid}) or its proxy had stopped")
+        _stop_hub(hub)
+        hub = None
+    return ServiceState(state.workdir, s3, prefect, notes, hub)
 
 
 def up(workdir: Path, *, s3: bool = True, prefect: bool = True) -> ServiceState:
@@ -463,16 +823,19 @@ def up(workdir: Path, *, s3: bool = True, prefect: bool = True) -> ServiceState:
             except BaseException:
                 _stop(s3_service.pid, s3_service.started)
                 raise
-            _write_state(ServiceState(workdir, s3_service, prefect_service))
+            _write_state(ServiceState(workdir, s3_service, prefect_service, hub=state.hub))
         if prefect and prefect_service is None:
             prefect_service = _start_prefect(workdir)
-        final = ServiceState(workdir, s3_service, prefect_service, notes)
+        final = ServiceState(workdir, s3_service, prefect_service, notes, state.hub)
         _write_state(final)
         return final
 
 
-def down(workdir: Path, *, s3: bool = True, prefect: bool = True) -> ServiceState:
-    """Stop the services of workdir (saving moto's objects first); return what was stopped."""
+def down(workdir: Path, *, s3: bool = True, prefect: bool = True, hub: bool = True) -> ServiceState:
+    """Stop the services of workdir (saving moto's objects first); return what was stopped.
+
+    The hub goes first (its team servers, managed services, hub, proxy): nothing of a
+    team keeps running without it."""
     workdir = Path(workdir).resolve()
     if not state_path(workdir).exists():
         return ServiceState(workdir)
@@ -480,7 +843,10 @@ def down(workdir: Path, *, s3: bool = True, prefect: bool = True) -> ServiceStat
         state = _live(_read_state(workdir))
         stopped_s3 = state.s3 if s3 else None
         stopped_prefect = state.prefect if prefect else None
+        stopped_hub = state.hub if hub else None
         notes = list(state.notes)
+        if stopped_hub:
+            _stop_hub(stopped_hub)
         if stopped_s3:
             if stopped_s3.kind == "moto":
                 try:
@@ -499,9 +865,10 @@ def down(workdir: Path, *, s3: bool = True, prefect: bool = True) -> ServiceStat
                 workdir,
                 None if s3 else state.s3,
                 None if prefect else state.prefect,
+                hub=None if hub else state.hub,
             )
         )
-        return ServiceState(workdir, stopped_s3, stopped_prefect, notes)
+        return ServiceState(workdir, stopped_s3, stopped_prefect, notes, stopped_hub)
 
 
 def status(workdir: Path) -> ServiceState | None:

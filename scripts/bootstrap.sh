@@ -3,6 +3,7 @@
 #   scripts/bootstrap.sh python   -> .venv with the pinned packages and hackgap itself
 #   scripts/bootstrap.sh system   -> Debian packages the tests use (as root only)
 #   scripts/bootstrap.sh docker   -> a Docker engine (Debian's docker.io, dockerd) and debootstrap
+#   scripts/bootstrap.sh hub      -> configurable-http-proxy (npm) and the team servers' Python
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -79,11 +80,37 @@ docker_engine() {
     exit 1
 }
 
+hub_parts() {
+    # The embedded JupyterHub needs configurable-http-proxy (npm, into infra/sandbox/node_modules)
+    # and the team servers' Python environment, a venv of Debian's python3.11 outside any home
+    # (sandboxes/singleuser.py; /opt/hackgap/singleuser-<lock hash> as root).
+    local need=()
+    command -v npm >/dev/null || need+=(nodejs npm)
+    [[ -x /usr/bin/python3.11 ]] && /usr/bin/python3.11 -c 'import ensurepip' 2>/dev/null \
+        || need+=(python3.11 python3.11-venv)
+    if [[ ${#need[@]} -gt 0 && $(id -u) -eq 0 ]]; then
+        echo "Installing Debian packages: ${need[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${need[@]}" >/dev/null
+    fi
+    local chp=infra/sandbox/node_modules/.bin/configurable-http-proxy
+    if [[ ! -x $chp || infra/sandbox/package-lock.json -nt $chp ]]; then
+        echo "Installing configurable-http-proxy (npm) into infra/sandbox/node_modules..."
+        (cd infra/sandbox && npm ci --no-audit --no-fund --loglevel=error) >/dev/null
+        touch "$chp"
+    fi
+    .venv/bin/python -c 'from sandboxes import singleuser as s
+if not s.is_ready(): print("Building the team servers Python environment (a few minutes)...")
+s.ensure()'
+}
+
 for what in "$@"; do
     case $what in
         python) python_env ;;
         system) system_packages ;;
         docker) docker_engine ;;
+        hub) hub_parts ;;
         *) echo "unknown bootstrap step: $what" >&2; exit 2 ;;
     esac
 done

@@ -156,3 +156,132 @@ def sandbox_image(docker_engine) -> str:
     from sandboxes import image
 
     return image.build(say=lambda message: print(message, file=sys.stderr)).tag
+
+
+# -- JupyterHub: one real hub per test session (hub-marked tests) -------------------------
+# Start it with the `hub_event` fixture: an event in a fresh /tmp dir (traversable by team
+# users) with two teams, a judge and an organiser, its own object store holding a small
+# released twin, the hub up (`flows.services.hub_up`) and the teams provisioned.
+
+
+def make_hub_event(root: Path, teams: dict[str, list[str]], *, name: str = "hub-test",
+                   judges=("judge-jo",), organisers=("org-olga",), sandbox: str = "") -> Path:
+    """An event directory for hub tests: event.yaml (start now, end tomorrow) + stub sources."""
+    import datetime as dt
+
+    import yaml
+
+    root.mkdir(parents=True, exist_ok=True)
+    sources = root / "sources"
+    sources.mkdir(exist_ok=True)
+    names = ("brp.csv", "kwb.csv", "pc6.csv", "duo.csv")
+    for n in names:
+        (sources / n).write_text("stub\n")
+    now = dt.datetime.now().replace(microsecond=0)
+    doc = {
+        "name": name, "title": "Hub test",
+        "start": (now - dt.timedelta(hours=1)).isoformat(),
+        "deadline": (now + dt.timedelta(hours=20)).isoformat(),
+        "end": (now + dt.timedelta(days=1)).isoformat(),
+        "sources": {k: {"path": f"sources/{n}", "format": f}
+                    for k, n, f in zip(("municipal", "cbs", "postcodes", "school"), names,
+                                       ("brp-csv", "statline-csv", "cbs-pc6hnr", "duo-csv"),
+                                       strict=True)},
+        "challenges": ["advieskloof"],
+        "teams": [{"name": t, "members": m} for t, m in teams.items()],
+        "judges": list(judges), "organisers": list(organisers),
+    }  # fmt: skip
+    text = yaml.safe_dump(doc, sort_keys=False) + sandbox
+    (root / "event.yaml").write_text(text)
+    return root
+
+
+def publish_test_twin(store, event: str, rows: int = 120, version: str = "v-test") -> str:
+    """A small released twin (invented rows) under open/twins/<event>/<version>/."""
+    import tempfile
+
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    df = pd.DataFrame({
+        "eindtoets_score": rng.integers(501, 551, rows),
+        "schooladvies": rng.choice(["vmbo-gt", "havo", "vwo"], rows),
+        "inkomen_decile": rng.integers(1, 11, rows),
+    })  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        df.to_parquet(Path(tmp) / "twin.parquet")
+        df.to_csv(Path(tmp) / "twin.csv", index=False)
+        (Path(tmp) / "codebook.md").write_text("# Codebook\n\ninvented test twin\n")
+        files = {n: Path(tmp) / n for n in ("twin.parquet", "twin.csv", "codebook.md")}
+        store.publish("open", f"twins/{event}/{version}", files, {"rows": rows})
+    return version
+
+
+class HubEvent:
+    """A running test hub: event_dir, url, api (service token), passwords {user: password}."""
+
+    def __init__(self, event_dir, hub, teams: dict[str, list[str]], store):
+        from flows import services
+        from sandboxes.hubapi import HubAPI
+
+        self.event_dir = event_dir
+        self.workdir = event_dir.workdir
+        self.url = hub.url
+        self.hub = hub
+        self.teams = teams
+        self.store = store
+        self.api = HubAPI(hub.api_url, services.hub_token(self.workdir))
+
+    @property
+    def passwords(self) -> dict[str, str]:
+        import csv
+
+        from sandboxes import layout
+
+        with open(layout.credentials_file(self.workdir), newline="") as fh:
+            return {row["username"]: row["password"] for row in csv.DictReader(fh)}
+
+
+def _hub_log_tails(workdir: Path) -> str:
+    return _log_tails(workdir)
+
+
+@pytest.fixture(scope="session")
+def hub_event() -> Iterator[HubEvent]:
+    """One real hub for the session with two provisioned teams (see make_hub_event)."""
+    import secrets
+    import subprocess
+    import tempfile
+
+    from flows import services
+    from flows.event import load_event
+    from flows.objectstore import ObjectStore
+    from flows.provision import run_provision
+    from sandboxes import layout
+
+    tag = secrets.token_hex(2)
+    teams = {f"ta-{tag}": ["alice", "amir"], f"tb-{tag}": ["bob"]}
+    root = Path(tempfile.mkdtemp(prefix="hackgap-hub-test-", dir="/tmp"))
+    root.chmod(0o711)
+    event_dir = load_event(make_hub_event(root / "event", teams))
+    workdir = event_dir.workdir
+    try:
+        state = services.up(workdir, s3=True, prefect=False)
+        store = ObjectStore.from_env({
+            "HACKGAP_S3_ENDPOINT": state.s3.endpoint, "HACKGAP_S3_ACCESS_KEY":
+            state.s3.access_key, "HACKGAP_S3_SECRET_KEY": state.s3.secret_key})  # fmt: skip
+        publish_test_twin(store, event_dir.event.name)
+        hub = services.hub_up(event_dir).hub
+        run_provision(event_dir, store, start=True)
+        hub = services.status(workdir).hub  # provisioning restarted it (new pid)
+    except Exception:
+        print(_log_tails(workdir), file=sys.stderr)
+        services.down(workdir)
+        raise
+    yield HubEvent(event_dir, hub, teams, store)
+    services.down(workdir)
+    if os.geteuid() == 0:
+        for team in teams:
+            subprocess.run(["userdel", layout.team_system_user("", team)], capture_output=True)
+    subprocess.run(["rm", "-rf", str(root)], capture_output=True)

@@ -1,4 +1,4 @@
-"""`hackgap services up|down|status`: the embedded object store and Prefect server."""
+"""`hackgap services up|down|status`: the embedded object store, Prefect server and JupyterHub."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from flows.event import load_event
 from flows.objectstore import BUCKETS, ObjectStore, StoreError
 
 app = typer.Typer(
-    help="Start and stop the embedded object store and Prefect server.", no_args_is_help=True
+    help="Start and stop the embedded object store, Prefect server and team hub.",
+    no_args_is_help=True,
 )
 console = Console()
 
@@ -47,6 +48,13 @@ def _show(state: services.ServiceState) -> None:
         _row("  log", state.prefect.log)
     else:
         _row("Prefect", "not running")
+    if state.hub:
+        _row(
+            "JupyterHub", f"{state.hub.url} (pid {state.hub.pid}, proxy pid {state.hub.proxy_pid})"
+        )
+        _row("  log", state.hub.log)
+    else:
+        _row("JupyterHub", "not running")
     for note in state.notes:
         console.print(f"[dim]note: {note}[/]", soft_wrap=True, highlight=False)
 
@@ -56,11 +64,26 @@ def up(
     directory: Path = EventArg,
     s3: bool = typer.Option(True, "--s3/--no-s3", help="Start the object store."),
     prefect: bool = typer.Option(True, "--prefect/--no-prefect", help="Start Prefect."),
+    hub: bool = typer.Option(True, "--hub/--no-hub", help="Start the team sandboxes' hub."),
 ) -> None:
     """Start the services of an event (idempotent: running services are left alone)."""
-    workdir = _workdir(directory)
+    event_dir = load_event(directory)
+    workdir = event_dir.workdir
     with console.status("Starting services (Prefect takes about 20 s)..."):
         state = services.up(workdir, s3=s3, prefect=prefect)
+    if hub:
+        from sandboxes import singleuser
+
+        label = (
+            "Starting the hub..."
+            if singleuser.is_ready()
+            else ("Building the team servers' Python environment (first time: a few minutes)...")
+        )
+        with console.status(label):
+            hub_state = services.hub_up(event_dir)
+        state = services.ServiceState(
+            workdir, state.s3, state.prefect, state.notes + hub_state.notes, hub_state.hub
+        )
     console.print(f"[green]up[/] services for {workdir}", soft_wrap=True)
     _show(state)
 
@@ -73,8 +96,9 @@ def down(directory: Path = EventArg) -> None:
     if stopped.empty:
         console.print(f"Nothing was running for {workdir}.", soft_wrap=True)
     else:
-        names = [n for n, s in (("object store", stopped.s3), ("Prefect", stopped.prefect)) if s]
-        console.print(f"[green]stopped[/] {' and '.join(names)} for {workdir}", soft_wrap=True)
+        pairs = (("hub", stopped.hub), ("object store", stopped.s3), ("Prefect", stopped.prefect))
+        names = [n for n, s in pairs if s]
+        console.print(f"[green]stopped[/] {', '.join(names)} for {workdir}", soft_wrap=True)
     for note in stopped.notes:
         console.print(f"[dim]note: {note}[/]", soft_wrap=True, highlight=False)
 

@@ -8,6 +8,68 @@ import typer
 
 app = typer.Typer(help="Provision and inspect the team sandboxes.", no_args_is_help=True)
 
+EventArg = typer.Argument(Path("."), help="Event directory or event.yaml.")
+
+
+@app.command("provision")
+def provision(
+    directory: Path = EventArg,
+    start: bool = typer.Option(True, "--start/--no-start", help="Start every team's server."),
+    no_prefect: bool = typer.Option(False, "--no-prefect", help="Run without Prefect."),
+) -> None:
+    """Create or update the teams on the running hub; a re-run applies only the difference."""
+    from rich.console import Console
+
+    from flows import provision as stage
+    from flows.event import load_event
+    from flows.runtime import run_stage
+
+    console = Console(highlight=False, soft_wrap=True)
+    event_dir = load_event(directory)
+    if not start:
+        stage.START = False
+    summary, _ = run_stage(
+        event_dir, module="flows.provision", label="provision", console=console,
+        no_prefect=no_prefect,
+    )  # fmt: skip
+    for line in summary["changes"] or ["nothing to change: the hub already matches event.yaml"]:
+        console.print(f"  {line}", markup=False)
+    for account, state in sorted(summary["servers"].items()):
+        console.print(f"  server {account}: {state}", markup=False)
+    console.print(f"hub          {summary['hub_url']}", markup=False)
+    console.print(f"twin         {summary['twin_version']} (read-only in each workspace)",
+                  markup=False)  # fmt: skip
+    note = f" ({summary['new_passwords']} new)" if summary["new_passwords"] else ""
+    console.print(f"credentials  {summary['credentials']}{note}  (organisers only, mode 0600)",
+                  markup=False)  # fmt: skip
+
+
+@app.command("status")
+def status(
+    directory: Path = EventArg,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Every team: members, server state, last activity, whether submission/ holds a notebook."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from flows.event import load_event
+    from flows.provision import team_status
+
+    rows = team_status(load_event(directory))
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("team", "members", "server", "last activity", "notebook in submission/")
+    for row in rows:
+        table.add_row(
+            row["team"], ", ".join(row["members"]), row["server"],
+            row["last_activity"] or "-", "yes" if row["submission_notebook"] else "no",
+        )  # fmt: skip
+    Console(highlight=False).print(table)
+
 
 # -- kubernetes backend (helper G) ---------------------------------------------------------
 

@@ -1,0 +1,34 @@
+"""`hackgap teams status`: what each team has on the hub and in its workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sandboxes import layout
+from sandboxes.hubapi import HubAPI, server_state
+from sandboxes.workspace import has_notebook
+
+
+def team_rows(api: HubAPI, workdir: Path, teams: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """[{team, members, account, server: ready|stopped|pending, last_activity, ...}]."""
+    users = api.users()
+    groups = api.groups()
+    rows = []
+    for team in sorted(teams):
+        account = layout.team_account(team)
+        user = users.get(account)
+        server = ((user or {}).get("servers") or {}).get("")
+        activity = (server or {}).get("last_activity") or (user or {}).get("last_activity")
+        rows.append(
+            {
+                "team": team,
+                "members": groups.get(layout.team_group(team), []),
+                "account": account,
+                "provisioned": user is not None,
+                "server": server_state(server),
+                "last_activity": activity,
+                "submission_notebook": has_notebook(layout.workspace_dir(Path(workdir), team)),
+            }
+        )
+    return rows
