@@ -96,3 +96,10 @@ def submission_dir(workspace: Path) -> Path:
 
 def outputs_dir(workspace: Path) -> Path:
     return submission_dir(workspace) / OUTPUTS_DIR
+
+
+def sandbox_python(workdir: Path | None = None) -> Path:
+    """The team servers' Python (local backend), runnable by any system user: re-runs use it."""
+    from sandboxes.singleuser import env_dir
+
+    return env_dir() / "bin" / "python"
