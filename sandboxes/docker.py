@@ -14,7 +14,7 @@ event's cpu/mem limits; its home is one named volume per team (kept across resta
 exported to a tar on removal) and the released twin is bind-mounted read-only. Every
 network, volume and container carries labels, and clean-up goes by those labels only.
 
-`spawner_config` gives the hub config the DockerSpawner settings (with `TeamSpawner`, a
+`spawner_config` gives the hub config the DockerSpawner settings (with `DockerTeamSpawner`, a
 small subclass that names things per team and labels the volume); `run_team_container`
 starts a container with the same settings without a hub (tests, benchmarks).
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -224,7 +225,8 @@ def _firewall_rules(net: EventNetwork, hub_port: int) -> list[list[str]]:
 
 def _rules_with_comment(comment: str) -> list[str]:
     listing = _iptables("-S", "INPUT").stdout.splitlines()
-    return [line for line in listing if f"--comment {comment}" in line]
+    marks = (f'--comment "{comment}"', f"--comment {comment} ")
+    return [line for line in listing if any(mark in line + " " for mark in marks)]
 
 
 def require_firewall() -> None:
@@ -256,8 +258,8 @@ def remove_firewall(net_name: str) -> int:
         return 0
     lines = _rules_with_comment(f"hackgap:{net_name}")
     for line in lines:
-        spec = line.split()[2:]  # "-A INPUT ..." -> the rule
-        _iptables("-D", "INPUT", *[part.strip('"') for part in spec], check=False)
+        spec = shlex.split(line)[2:]  # "-A INPUT ..." -> the rule
+        _iptables("-D", "INPUT", *spec, check=False)
     return len(lines)
 
 
@@ -383,7 +385,7 @@ except ImportError:  # pragma: no cover - dockerspawner is a dependency of hackg
     DockerSpawner = object  # type: ignore[misc,assignment]
 
 
-class TeamSpawner(DockerSpawner):  # type: ignore[misc,valid-type]
+class DockerTeamSpawner(DockerSpawner):  # type: ignore[misc,valid-type]
     """DockerSpawner naming containers and volumes per team and labelling the volume.
 
     Hub account names are slugs, so they are used as they are (DockerSpawner would escape
@@ -433,7 +435,7 @@ def spawner_config(
     read_only = {str(twin_dir): TWIN_MOUNT} if twin_dir is not None else {}
     return {
         "JupyterHub": {
-            "spawner_class": "sandboxes.docker.TeamSpawner",
+            "spawner_class": "sandboxes.docker.DockerTeamSpawner",
             "hub_ip": net.gateway,
             "hub_port": hub_port,
             "hub_connect_ip": net.gateway,
@@ -460,18 +462,43 @@ def spawner_config(
             },
             "environment": team_environment(),
         },
-        "TeamSpawner": {"event_name": event_name},
+        "DockerTeamSpawner": {"event_name": event_name},
     }
 
 
 # -- status, archive, clean-up ----------------------------------------------------------------
 
 
+def _oom_kills(container_id: str) -> int:
+    """How many processes the kernel killed in the container's memory cgroup.
+
+    Docker's own OOMKilled flag is set only when the container's main task dies; a notebook
+    kernel (or `docker exec`) killed for memory shows up only in the cgroup's counter.
+    """
+    candidates = [
+        (Path(f"/sys/fs/cgroup/memory/docker/{container_id}/memory.oom_control"), "oom_kill"),
+        (Path(f"/sys/fs/cgroup/docker/{container_id}/memory.events"), "oom_kill"),
+        (
+            Path(f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.events"),
+            "oom_kill",
+        ),
+    ]
+    for path, key in candidates:
+        try:
+            for line in path.read_text().splitlines():
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+        except OSError:
+            continue
+    return 0
+
+
 @dataclass(frozen=True)
 class TeamContainerStatus:
     team: str
     state: str  # "running", "exited", "created", ... or "absent"
-    oom_killed: bool
+    oom_killed: bool  # the engine killed a process of this container for memory
     exit_code: int | None
     mem_limit: int | None
 
@@ -503,10 +530,12 @@ def team_status(event_name: str, team: str, client=None) -> TeamContainerStatus:
         return TeamContainerStatus(team, "absent", False, None, None)
     state = container.attrs["State"]
     host = container.attrs.get("HostConfig") or {}
+    running = bool(state.get("Running"))
+    oom = bool(state.get("OOMKilled")) or (running and _oom_kills(container.id) > 0)
     return TeamContainerStatus(
         team,
         state.get("Status", "unknown"),
-        bool(state.get("OOMKilled")),
+        oom,
         None if state.get("Running") else state.get("ExitCode"),
         host.get("Memory") or None,
     )

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -94,7 +95,9 @@ def event(docker_engine, sandbox_image, tmp_path_factory) -> Iterator[SimpleName
     twin = tmp_path_factory.mktemp("twin")
     pd.DataFrame({"school": ["A", "B"], "advice": [1, 2]}).to_parquet(twin / "twin.parquet")
     (twin / "codebook.md").write_text("# codebook\n")
-    os.chmod(twin, 0o755)
+    # Modes that would let anyone write: only the read-only mount can refuse the writes.
+    os.chmod(twin / "twin.parquet", 0o666)
+    os.chmod(twin, 0o777)
     previous = {k: os.environ.get(k) for k in SECRETS}
     os.environ.update(SECRETS)
     hub = None
@@ -132,15 +135,19 @@ def event(docker_engine, sandbox_image, tmp_path_factory) -> Iterator[SimpleName
         assert not sd._rules_with_comment(f"hackgap:{sd.network_name(name, sandbox)}")
 
 
-def test_network_is_internal_without_icc_and_without_a_route_out(event):
+def test_network_is_internal_and_the_host_forwards_nothing_out(event):
     attrs = event.client.networks.get(event.net.id).attrs
     assert attrs["Internal"] is True
     assert attrs["Options"][sd.ICC_OPTION] == "false"
-    # no default route in the container: nothing can leave the event network
-    code, routes = _py(event.teams["alpha"], "print(open('/proc/net/route').read())")
-    assert code == 0
-    destinations = [line.split()[1] for line in routes.splitlines()[1:] if line.strip()]
-    assert destinations and "00000000" not in destinations
+    # What the engine made of that, read from the host's firewall (no packet sent anywhere):
+    # packets from the bridge to any address off the subnet are dropped, container to
+    # container on the bridge is dropped, and nothing is masqueraded out.
+    rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout
+    br, subnet = event.net.bridge, event.net.subnet
+    assert f"-A DOCKER-ISOLATION-STAGE-1 ! -d {subnet} -i {br} -j DROP" in rules
+    assert f"-A FORWARD -i {br} -o {br} -j DROP" in rules
+    nat = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+    assert subnet not in nat
 
 
 def test_host_services_unreachable_except_hub_api(event, s3_server):

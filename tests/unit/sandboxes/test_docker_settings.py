@@ -51,7 +51,7 @@ def test_firewall_rules_drop_all_but_hub_port_and_replies():
 
 
 def test_spawner_escape_keeps_slugs_and_escapes_the_rest():
-    spawner = sd.TeamSpawner.__new__(sd.TeamSpawner)
-    escape = sd.TeamSpawner._slug_or_escape(spawner)
+    spawner = sd.DockerTeamSpawner.__new__(sd.DockerTeamSpawner)
+    escape = sd.DockerTeamSpawner._slug_or_escape(spawner)
     assert escape("alpha-collab") == "alpha-collab"
     assert escape("Alice@x") != "Alice@x"
