@@ -523,12 +523,18 @@ def write_values(
 ) -> Path:
     """Write values.yaml into out_dir atomically (temp file, then rename)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "values.yaml"
     text = values_header(event, auth) + yaml.dump(
         dict(values), Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True
     )
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".values.", suffix=".tmp")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".values.", suffix=".tmp")
+    except OSError as exc:
+        reason = "no permission" if isinstance(exc, PermissionError) else exc.strerror
+        raise K8sValuesError(
+            f"{out_dir}: cannot write values.yaml here ({reason}); choose a writable directory."
+        ) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

@@ -14,6 +14,7 @@ import sys
 import time
 import types
 from pathlib import Path
+from unittest import mock
 
 import jsonschema
 import pytest
@@ -366,6 +367,21 @@ def test_generic_oidc_provider_is_rendered(monkeypatch, capsys, tmp_path):
     assert config["GenericOAuthenticator"]["username_claim"] == "preferred_username"
     assert config["GenericOAuthenticator"]["token_url"] == oauth["token_url"]
     assert "hackgap-passwords" not in json.dumps(values)  # no password Secret with OAuth
+    # the hub reads the client credentials from the Secret-fed environment at start
+    monkeypatch.setenv("HACKGAP_OAUTH_CLIENT_ID", "id-from-secret")
+    monkeypatch.setenv("HACKGAP_OAUTH_CLIENT_SECRET", "secret-from-secret")
+    c = _run_extra_config(values, [])
+    assert c.GenericOAuthenticator.client_secret == "secret-from-secret"
+    assert c.GenericOAuthenticator.client_id == "id-from-secret"
+
+
+def test_an_unwritable_output_directory_is_one_sentence(monkeypatch, capsys, tmp_path):
+    event = demo_event(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, _, err = hackgap(monkeypatch, capsys, "teams", "render-k8s", str(event), str(blocker))
+    assert code == 2
+    assert err.startswith(f"error: {blocker}: cannot write values.yaml here"), err
 
 
 def _run_extra_config(values: dict, services: list[dict]) -> Config:
@@ -376,8 +392,10 @@ def _run_extra_config(values: dict, services: list[dict]) -> Config:
     z2jh.get_name_env = lambda name, suffix="": {"_SERVICE_HOST": "10.0.0.7"}.get(suffix, "8081")
     sys.modules["z2jh"] = z2jh
     try:
-        for _, code in sorted(values["hub"]["extraConfig"].items()):
-            exec(compile(code, "extraConfig", "exec"), {"c": c})
+        # the hub pod's own address, as its /etc/hosts gives it
+        with mock.patch("socket.gethostbyname", return_value="10.1.2.3"):
+            for _, code in sorted(values["hub"]["extraConfig"].items()):
+                exec(compile(code, "extraConfig", "exec"), {"c": c})
     finally:
         del sys.modules["z2jh"]
     return c
@@ -424,7 +442,6 @@ def test_judge_page_is_served_from_the_hub_pod_ip(monkeypatch, capsys, tmp_path)
     judge = {"name": "judge", **values["hub"]["services"]["judge"]}
     assert judge["environment"]["HACKGAP_WORKDIR"] == k8s.EVENT_MOUNT + "/.hackgap"
     assert judge["oauth_no_confirm"] is True
-    monkeypatch.setattr("socket.gethostbyname", lambda host: "10.1.2.3")
     c = _run_extra_config(values, [judge])
     assert c.JupyterHub.services[0]["url"] == f"http://10.1.2.3:{k8s.JUDGE_PORT}"
     ingress = values["hub"]["networkPolicy"]["ingress"]
