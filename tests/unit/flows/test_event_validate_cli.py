@@ -86,3 +86,14 @@ def test_a_private_event_gets_no_warning(monkeypatch, capsys, tmp_path):
     (root / "sources").chmod(0o700)
     code, _, err = _validate(monkeypatch, capsys, root)
     assert code == 0 and err == ""
+
+
+def test_init_prints_a_path_with_brackets_verbatim(monkeypatch, capsys, tmp_path):
+    target = tmp_path / "hack[2026]"
+    monkeypatch.setattr(sys, "argv", ["hackgap", "init", str(target)])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    out, _ = capsys.readouterr()
+    assert (exc.value.code or 0) == 0
+    assert f"Created {target / 'event.yaml'}." in out
+    assert f"hackgap event validate {target}`" in out
