@@ -89,7 +89,7 @@ def test_a_private_event_gets_no_warning(monkeypatch, capsys, tmp_path):
 
 
 def test_init_prints_a_path_with_brackets_verbatim(monkeypatch, capsys, tmp_path):
-    target = tmp_path / "hack[2026]"
+    target = tmp_path / "hack[bold]"
     monkeypatch.setattr(sys, "argv", ["hackgap", "init", str(target)])
     with pytest.raises(SystemExit) as exc:
         cli.main()
