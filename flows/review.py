@@ -491,6 +491,8 @@ def decide(
             f"{', '.join(organisers)}); only organisers decide in the airlock."
         )
     tdir = team_dir(event_dir, team.name)
+    two = event_dir.event.review.two_reviewers
+    before = {e["name"]: e["status"] for e in airlock.listing(tdir, two)}.get(output)
     entry = airlock.decide(
         tdir,
         team.name,
@@ -499,11 +501,11 @@ def decide(
         decision=decision,
         comment=comment,
         authors=set(team.members),
-        two_reviewers=event_dir.event.review.two_reviewers,
+        two_reviewers=two,
     )
     audit = AuditLog(store, event_dir.event.name, actor=reviewer, stage="airlock")
     audit.record(decision, "review", f"{team.name}/real/{output}", entry.get("sha256"))
-    if entry["status"] == "released":
+    if entry["status"] == "released" and before != "released":
         audit.record("release", "judging", f"{team.name}/released/{output}", entry.get("sha256"))
     refresh_view(event_dir, team.name)
     return entry

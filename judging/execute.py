@@ -20,6 +20,7 @@ real-data runs refuse to start (`isolated_or_refuse`).
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import json
 import os
@@ -171,10 +172,8 @@ def _dir_bytes(path: Path) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except OSError:
-                pass
     return total
 
 
@@ -188,10 +187,8 @@ def _tree_rss(pid: int) -> int:
         return 0
     total = 0
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -204,10 +201,8 @@ def _kill_tree(pid: int) -> None:
     except psutil.NoSuchProcess:
         return
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             p.send_signal(signal.SIGKILL)
-        except psutil.Error:
-            pass
     psutil.wait_procs(procs, timeout=10)
 
 
@@ -230,6 +225,7 @@ def _kill_leftovers(ids: tuple[int, int] | None) -> None:
 
 
 STAGE_ROOT = Path("/run/hackgap-runs")  # where the work tree is held while /tmp is replaced
+IPC_ROOT = Path("/run/hackgap-ipc")  # kernels' socket folders (short paths)
 
 # Runs as root inside fresh mount (and network) namespaces, then becomes the run's account.
 # The work tree may itself live under /tmp (tests), so it is bind-mounted aside, the tmpfs
@@ -255,6 +251,13 @@ class LocalExecutor:
             return Path(marker.read_text(encoding="utf-8").strip())
         return None
 
+    @staticmethod
+    def _runtime(work: Path) -> Path:
+        """The kernel's socket folder: a short path (a Unix socket path has at most 107
+        characters), outside /tmp on a root host (the kernel gets its own /tmp there)."""
+        root = IPC_ROOT if is_root() else Path(tempfile.gettempdir()) / "hackgap-ipc"
+        return root / work.name[-16:]
+
     def prepare(self, spec: RunSpec) -> Path:
         """A new work tree (any left by a killed run is removed first)."""
         self.cleanup(spec)
@@ -274,7 +277,8 @@ class LocalExecutor:
         shutil.copyfile(spec.notebook, work / "submission" / Path(spec.notebook).name)
         (work / "submission" / "outputs").mkdir()
         (work / "home").mkdir()
-        (work / "runtime").mkdir()
+        runtime = self._runtime(work)
+        runtime.mkdir(parents=True, mode=0o700)
         if ids:
             uid, gid = ids
             _chown(work, 0, gid, 0o710)
@@ -283,8 +287,9 @@ class LocalExecutor:
                 for f in (work / sub).iterdir():
                     if f.is_file():
                         _chown(f, 0, gid, 0o440)
-            for sub in ("submission/outputs", "home", "runtime"):
+            for sub in ("submission/outputs", "home"):
                 _chown(work / sub, uid, gid, 0o700)
+            _chown(runtime, uid, gid, 0o700)
         return work
 
     def _command(self, spec: RunSpec, work: Path) -> tuple[list[str], dict]:
@@ -310,7 +315,7 @@ class LocalExecutor:
         driver_spec = {
             "notebook": str(work / "submission" / Path(spec.notebook).name),
             "out_dir": str(work / "driver"),
-            "runtime_dir": str(work / "runtime"),
+            "runtime_dir": str(self._runtime(work)),
             "cwd": str(work / "submission"),
             "python": spec.python,
             "kernel_prefix": prefix,
@@ -428,10 +433,9 @@ class LocalExecutor:
             if work.exists():
                 _make_removable(work)
                 shutil.rmtree(work, ignore_errors=True)
-            try:
+            with contextlib.suppress(OSError):
                 (STAGE_ROOT / work.name).rmdir()
-            except OSError:
-                pass
+            shutil.rmtree(self._runtime(work), ignore_errors=True)
         marker.unlink(missing_ok=True)
         parent = Path(spec.result_dir).parent
         if parent.is_dir():
@@ -474,10 +478,8 @@ def _copy_outputs(src: Path, dest: Path) -> list[str]:
 def _make_removable(work: Path) -> None:
     for root, dirs, _files in os.walk(work):
         for d in dirs:
-            try:
+            with contextlib.suppress(OSError):
                 os.chmod(os.path.join(root, d), 0o700)
-            except OSError:
-                pass
 
 
 def group_name(gid: int) -> str:
