@@ -134,3 +134,8 @@ def run_demo(directory: Path, *, persons: int, seed: int, console: Console) -> N
         f"Stop the services with `hackgap services down {directory}`; "
         "objects are kept and come back with `services up`."
     )
+
+    console.rule("[bold]judging")
+    from flows.commands.judge import demo_step
+
+    demo_step(directory, console)

@@ -184,6 +184,34 @@ def export_judging(event_dir: EventDir, objects) -> str:
     return prefix
 
 
+def judge_page_url(workdir: Path) -> str | None:
+    """The judge page behind the event's running hub, or None when the hub is down."""
+    from flows import services
+
+    state = services.status(workdir)
+    if state is None or state.hub is None:
+        return None
+    return f"{state.hub.url.rstrip('/')}/services/judge/"
+
+
+def demo_step(directory: Path, out: Console) -> None:
+    """`hackgap demo`'s last step: assign judges to the reviewed submissions, print the URL."""
+    event_dir = load_event(directory)
+    result, codes = assign_judges(event_dir)
+    loads = result.load(event_dir.event.judges)
+    for judge, count in loads.items():
+        mine = " ".join(sorted(codes[t] for t in result.teams_of(judge)))
+        out.print(f"{judge:<16} {count} submission(s) {mine}", markup=False, highlight=False)
+    if not result.judges_of:
+        out.print("No submission is ready for judges yet.", markup=False)
+    url = judge_page_url(event_dir.workdir)
+    out.print(
+        f"Judge page       {url or 'not running (start the hub: hackgap services up DIR)'}",
+        markup=False,
+        highlight=False,
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add the judging commands to `hackgap review`."""
     app.command("assign")(assign_command)
