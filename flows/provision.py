@@ -23,7 +23,7 @@ from prefect import flow
 from flows import services
 from flows.event import EventDir, load_event
 from flows.objectstore import ObjectStore
-from sandboxes import layout
+from sandboxes import layout, lockdown
 from sandboxes import provision as prov
 from sandboxes import workspace as ws
 from sandboxes.hubapi import HubAPI
@@ -155,6 +155,8 @@ def run_provision(
     packs = {p.id: p for p in load_packs(ev.challenges, [event_dir.root / "challenges"])}
     chosen = {t.name: [t.challenge] if t.challenge else list(ev.challenges) for t in ev.teams}
     isolate = ev.sandbox.backend == "local" and os.geteuid() == 0
+    if isolate:  # files made since `services up` (open twin, judging, ...) lose "others" bits
+        lockdown.protect_event(event_dir.root, workdir)
 
     def fill(spec, owner):
         path, inside, docker_owner = _sandbox_paths(event_dir, spec)

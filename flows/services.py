@@ -88,6 +88,7 @@ class HubService:
     proxy_api_port: int
     log: str
     proxy_log: str
+    judge_port: int = 0
 
     @property
     def api_url(self) -> str:
@@ -594,8 +595,32 @@ def _env_of(proc: psutil.Process) -> dict[str, str]:
         return {}
 
 
+def _fence_tag(hub: HubService) -> str:
+    return f"hackgap-hub-{hub.port}"
+
+
+def _fence(hub: HubService, state: ServiceState) -> list[str]:
+    """Team users may not open connections to the event's services on loopback."""
+    from sandboxes import firewall
+
+    ports = [hub.proxy_api_port] + [p for p in (hub.judge_port,) if p]
+    ports += [svc.port for svc in (state.s3, state.prefect) if svc is not None]
+    try:
+        firewall.block(_fence_tag(hub), ports)
+    except (OSError, subprocess.CalledProcessError):
+        return [
+            "could not add the iptables rule that keeps team kernels off the object store and "
+            "Prefect ports; install iptables (or run as root) before teams log in"
+        ]
+    return []
+
+
 def _stop_hub(hub: HubService) -> None:
     """Stop team servers, the hub (and its services) and the proxy; nothing is left behind."""
+    if os.geteuid() == 0:
+        from sandboxes import firewall
+
+        firewall.unblock(_fence_tag(hub))
     servers = _hub_children(hub.hub_port)
     for proc in servers:
         with contextlib.suppress(psutil.Error):
@@ -610,7 +635,7 @@ def _stop_hub(hub: HubService) -> None:
     _stop(hub.proxy_pid, hub.proxy_started)
 
 
-def hub_settings(event_dir, *, port: int, hub_port: int, proxy_api_port: int):
+def hub_settings(event_dir, *, port: int, hub_port: int, proxy_api_port: int, judge_port: int = 0):
     """Event -> HubSettings: one place that reads event.yaml for the hub."""
     import importlib.util
 
@@ -635,7 +660,7 @@ def hub_settings(event_dir, *, port: int, hub_port: int, proxy_api_port: int):
     judge = None
     if importlib.util.find_spec("judging.webapp") is not None:  # F's module, when it exists
         judge = {
-            "port": _port("HACKGAP_JUDGE_PORT")[0],
+            "port": judge_port or _port("HACKGAP_JUDGE_PORT")[0],
             "environment": {
                 "HACKGAP_EVENT_DIR": str(event_dir.root),
                 "HACKGAP_WORKDIR": str(workdir),
@@ -711,6 +736,7 @@ def hub_up(event_dir) -> ServiceState:
         settings = hub_settings(
             event_dir, port=port, hub_port=hub_port, proxy_api_port=proxy_api_port
         )
+        judge_port = settings.judge["port"] if settings.judge else 0
         hubconfig.write(settings)
         logs = logs_dir(workdir)
         log, proxy_log = logs / "hub.log", logs / "proxy.log"
@@ -724,7 +750,9 @@ def hub_up(event_dir) -> ServiceState:
             _stop(proxy_pid, proxy_started)
             raise
         hub = HubService(pid, started, proxy_pid, proxy_started, settings.url, port, hub_port,
-                         proxy_api_port, str(log), str(proxy_log))  # fmt: skip
+                         proxy_api_port, str(log), str(proxy_log), judge_port)  # fmt: skip
+        if settings.isolate:
+            notes.extend(_fence(hub, state))
         final = ServiceState(workdir, state.s3, state.prefect, notes, hub)
         _write_state(final)
         return final
@@ -747,8 +775,9 @@ def restart_hub(event_dir, *, check=None) -> HubService:
                 f"`hackgap services up {event_dir.root}`."
             )
         settings = hub_settings(
-            event_dir, port=hub.port, hub_port=hub.hub_port, proxy_api_port=hub.proxy_api_port
-        )
+            event_dir, port=hub.port, hub_port=hub.hub_port, proxy_api_port=hub.proxy_api_port,
+            judge_port=hub.judge_port,
+        )  # fmt: skip
         if check is not None:
             check(settings)
         hub_dir = layout.hub_dir(workdir)

@@ -16,6 +16,7 @@ caller (to the submissions bucket) before anything is removed.
 from __future__ import annotations
 
 import csv
+import grp
 import io
 import json
 import os
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sandboxes import hubauth, layout
+from sandboxes import firewall, hubauth, layout
 from sandboxes.hubapi import HubAPI, server_state
 from sandboxes.hubconfig import USERNAME_RULE, TeamSpec, password_file
 
@@ -270,6 +271,7 @@ def _append_credentials(workdir: Path, roster: Roster, plain: dict[str, str]) ->
 
 def ensure_system_user(spec: TeamSpec) -> tuple[int, int]:
     """The team's Unix user, home = workspace (0700); created once, like TLJH's ensure_user."""
+    firewall.ensure_group()
     try:
         entry = pwd.getpwnam(spec.system_user)
     except KeyError:
@@ -277,10 +279,13 @@ def ensure_system_user(spec: TeamSpec) -> tuple[int, int]:
         subprocess.run(
             ["useradd", "--system", "--no-create-home", "--user-group", "--shell", "/bin/bash",
              "--home-dir", spec.workspace, "--comment", f"{GECOS_MARK} {spec.team}",
-             spec.system_user],
+             "--groups", firewall.GROUP, spec.system_user],
             check=True, capture_output=True,
         )  # fmt: skip
         entry = pwd.getpwnam(spec.system_user)
+    if spec.system_user not in grp.getgrnam(firewall.GROUP).gr_mem:
+        subprocess.run(["usermod", "-aG", firewall.GROUP, spec.system_user], check=True,
+                       capture_output=True)  # fmt: skip
     return entry.pw_uid, entry.pw_gid
 
 

@@ -73,6 +73,12 @@ def test_credentials_file_is_organiser_only(hub_event):
     assert set(hub_event.passwords) == {"alice", "amir", "bob", "judge-jo", "org-olga"}
 
 
+@pytest.fixture(scope="module")
+def probe(hub_event) -> dict:
+    """What a notebook of team A sees (run once, in a kernel on team A's server)."""
+    return _kernel_probe(hub_event)
+
+
 def _kernel_probe(hub_event) -> dict:
     a, b = _teams(hub_event)
     ev = hub_event.event_dir
@@ -91,6 +97,9 @@ def _kernel_probe(hub_event) -> dict:
         "workdir": str(hub_event.workdir),
     }  # fmt: skip
     twin = f"{layout.workspace_dir(hub_event.workdir, a)}/twin/twin.parquet"
+    state = json.loads((hub_event.workdir / "services" / "state.json").read_text())
+    ports = {"s3": state["s3"]["port"], "proxy_api": hub_event.hub.proxy_api_port,
+             "hub_api": hub_event.hub.hub_port}  # fmt: skip
     code = f"""
 import json, os
 paths = {paths!r}
@@ -109,6 +118,14 @@ try:
 except OSError:
     out['twin_writable'] = False
 out['twin_readable'] = can({twin!r})
+import socket
+def reach(port):
+    try:
+        socket.create_connection(('127.0.0.1', port), 3).close()
+        return True
+    except OSError:
+        return False
+out['reach'] = {{name: reach(port) for name, port in {ports!r}.items()}}
 out['env'] = dict(os.environ)
 out['uid'] = os.getuid()
 print(json.dumps(out))
@@ -118,8 +135,8 @@ print(json.dumps(out))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="isolation between teams needs root")
-def test_team_kernel_cannot_read_other_teams_nor_the_secure_parts(hub_event):
-    seen = _kernel_probe(hub_event)
+def test_team_kernel_cannot_read_other_teams_nor_the_secure_parts(probe):
+    seen = probe
     assert seen["uid"] != 0
     assert seen["own_brief"] and seen["twin_readable"]
     assert not seen["twin_writable"]
@@ -128,8 +145,13 @@ def test_team_kernel_cannot_read_other_teams_nor_the_secure_parts(hub_event):
         assert not seen[secret], secret
 
 
-def test_sandbox_environment_holds_no_secret(hub_event):
-    env = _kernel_probe(hub_event)["env"]
+@pytest.mark.skipif(os.geteuid() != 0, reason="the loopback fence needs root (iptables)")
+def test_team_kernel_cannot_reach_the_object_store_nor_the_proxy_api(probe):
+    assert probe["reach"] == {"s3": False, "proxy_api": False, "hub_api": True}
+
+
+def test_sandbox_environment_holds_no_secret(hub_event, probe):
+    env = probe["env"]
     state = json.loads((hub_event.workdir / "services" / "state.json").read_text())
     secrets = {
         "S3 secret": state["s3"]["secret_key"],
