@@ -147,9 +147,12 @@ def agreement(challenge: str, rubric: Rubric, sheets: Iterable[Sheet]) -> list[A
             note = "needs two submissions each scored by two judges"
         else:
             try:
-                value = float(
-                    krippendorff.alpha(data, value_domain=domain, level_of_measurement="ordinal")
-                )
+                with np.errstate(invalid="ignore", divide="ignore"):  # no variation: nan
+                    value = float(
+                        krippendorff.alpha(
+                            data, value_domain=domain, level_of_measurement="ordinal"
+                        )
+                    )
             except ValueError:
                 value = math.nan
             if math.isnan(value):
