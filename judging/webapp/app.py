@@ -15,6 +15,7 @@ frame.
 from __future__ import annotations
 
 import functools
+import logging
 import mimetypes
 from pathlib import Path
 from typing import Annotated, Any
@@ -189,6 +190,13 @@ def create_app(workdir: Path, identity: Any | None = None) -> FastAPI:
                 JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
             )
         return state.page("error.html", status=exc.status_code, message=str(exc.detail))
+
+    @app.exception_handler(views.ViewError)
+    async def _bad_view(request: Request, exc: views.ViewError) -> Response:
+        # The message names a path under the workdir: organisers see it in the log only.
+        logging.getLogger("judging.webapp").warning("%s", exc)
+        message = "This submission's files cannot be read; ask an organiser to review it again."
+        return await _http_error(request, HTTPException(503, message))
 
     @router.get("/oauth_callback")
     async def oauth_callback(request: Request) -> Response:

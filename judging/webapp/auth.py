@@ -88,6 +88,11 @@ class HubIdentity:
             return None
         return payload
 
+    def _https(self, request: Request) -> bool:
+        """Behind an https proxy (production) the cookies are Secure."""
+        forwarded = request.headers.get("x-forwarded-proto", "")
+        return self.secure_cookies or request.url.scheme == "https" or forwarded == "https"
+
     def csrf_for(self, token: str) -> str:
         return hmac.new(self._key, b"csrf\0" + token.encode(), hashlib.sha256).hexdigest()
 
@@ -147,7 +152,7 @@ class HubIdentity:
         cookie = self._sign({"s": state, "v": verifier, "n": next_url, "t": time.time()})
         response.set_cookie(
             STATE_COOKIE, cookie, max_age=STATE_MAX_AGE, path=self.prefix, httponly=True,
-            samesite="lax", secure=self.secure_cookies,
+            samesite="lax", secure=self._https(request),
         )  # fmt: skip
         return response
 
@@ -166,7 +171,7 @@ class HubIdentity:
         response.delete_cookie(STATE_COOKIE, path=self.prefix)
         response.set_cookie(
             SESSION_COOKIE, self._sign({"token": token}), path=self.prefix, httponly=True,
-            samesite="lax", secure=self.secure_cookies,
+            samesite="lax", secure=self._https(request),
         )  # fmt: skip
         return response
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,12 @@ VIEW_FILE = "view.json"
 MAX_TABLE_ROWS = 200
 TEXT_SUFFIXES = {".txt", ".md", ".json"}
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+
+
+class ViewError(Exception):
+    """A judge view the review stage wrote is unreadable; the sentence names the file."""
+
+    hackgap_user_error = True
 
 
 @dataclass(frozen=True)
@@ -66,10 +71,17 @@ def load_view(workdir: Path, team: str) -> View | None:
     path = root / VIEW_FILE
     if not path.is_file():
         return None
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        challenge = str(data["challenge"])
+    except (ValueError, KeyError, TypeError):
+        raise ViewError(
+            f"{path}: not a judge view (JSON with at least a challenge); run the review "
+            "stage for this team again."
+        ) from None
     return View(
         team=team,
-        challenge=str(data["challenge"]),
+        challenge=challenge,
         root=root,
         notebook=data.get("notebook"),
         rerun=dict(data.get("rerun") or {}),
@@ -126,9 +138,3 @@ def notebook_html(view: View) -> str | None:
     if path is None:
         return None
     return _render(str(path), path.stat().st_mtime_ns)
-
-
-def csv_text(rows: list[list[str]]) -> str:
-    out = io.StringIO()
-    csv.writer(out).writerows(rows)
-    return out.getvalue()

@@ -141,3 +141,16 @@ def test_leaderboard_json_and_close_judging_export(event, capsys, store, s3_serv
     store.get_file("submissions", f"{prefix}/scores.sqlite", copy)
     count = sqlite3.connect(copy).execute("select count(*) from sheets").fetchone()[0]
     assert count == 6
+
+
+def test_an_unreadable_judge_view_is_one_sentence(tmp_path, capsys):
+    _event(tmp_path, ["eva", "femke"])
+    view = layout.judge_view_dir(tmp_path / ".hackgap", "team-noord") / "view.json"
+    view.parent.mkdir(parents=True)
+    view.write_text("{not json")
+    code, _, err = _hackgap(capsys, "review", "assign", str(tmp_path))
+    assert code == 2
+    assert " ".join(err.split()) == (
+        f"error: {view.resolve()}: not a judge view (JSON with at least a challenge); run the "
+        "review stage for this team again."
+    )

@@ -276,3 +276,12 @@ def test_organiser_sees_leaderboard_names_only_after_reveal(app, workdir):
     assert olga.post(PREFIX + "api/reveal", json={"revealed": True}).json() == {"revealed": True}
     assert "team-zuid" in olga.get(PREFIX + "organiser/leaderboard.csv").text
     assert "team-noord" in _client(app, "tok-eva").get(PREFIX).text  # judges see names too now
+
+
+def test_an_unreadable_view_is_a_clear_page_not_a_crash(app, workdir):
+    code = _codes(workdir)["team-oost"]
+    (layout.judge_view_dir(workdir, "team-oost") / "view.json").write_text("{broken")
+    page = _client(app, "tok-eva").get(PREFIX + f"s/{code}")
+    assert page.status_code == 503
+    assert "ask an organiser to review it again" in page.text
+    assert str(workdir) not in page.text
