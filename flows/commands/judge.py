@@ -46,6 +46,26 @@ def judging_config(event_dir: EventDir) -> JudgingConfig:
     )
 
 
+class JudgingError(Exception):
+    """The event cannot be judged as it stands; the sentence names the fix."""
+
+    hackgap_user_error = True
+
+
+def _challenge(event_dir: EventDir, team: str, named: str | None) -> str:
+    """The challenge a submission is scored on: the one its notebook names, else the team's
+    choice in event.yaml, else the event's only challenge."""
+    event = event_dir.event
+    chosen = next((t.challenge for t in event.teams if t.name == team), None)
+    challenge = named or chosen or (event.challenges[0] if len(event.challenges) == 1 else None)
+    if challenge is None:
+        raise JudgingError(
+            f"team '{team}': its submission names no challenge and the event has several; set "
+            "`challenge:` for the team in event.yaml and run `hackgap review assign` again."
+        )
+    return challenge
+
+
 def assign_judges(event_dir: EventDir) -> tuple[Assignment, dict[str, str]]:
     """Register ready submissions, (re)assign judges and store it; returns it and team codes."""
     event = event_dir.event
@@ -53,7 +73,10 @@ def assign_judges(event_dir: EventDir) -> tuple[Assignment, dict[str, str]]:
     write_config(workdir, judging_config(event_dir))
     store = ScoreStore(layout.judging_db(workdir))
     try:
-        ready = ready_teams(workdir, [t.name for t in event.teams])
+        ready = {
+            team: _challenge(event_dir, team, named)
+            for team, named in ready_teams(workdir, [t.name for t in event.teams]).items()
+        }
         codes = store.register(ready, event.seed)
         result = assign(
             sorted(ready),

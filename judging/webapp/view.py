@@ -38,7 +38,7 @@ class Output:
 @dataclass(frozen=True)
 class View:
     team: str
-    challenge: str
+    challenge: str | None  # None: the notebook named none (the flows fall back to event.yaml)
     root: Path
     notebook: str | None
     rerun: dict
@@ -55,8 +55,8 @@ class View:
         return path
 
 
-def ready_teams(workdir: Path, teams: list[str]) -> dict[str, str]:
-    """team -> challenge for every team whose submission is ready for judges."""
+def ready_teams(workdir: Path, teams: list[str]) -> dict[str, str | None]:
+    """team -> challenge (None if unnamed) for every team whose submission is ready."""
     out = {}
     for team in teams:
         view = load_view(workdir, team)
@@ -73,15 +73,16 @@ def load_view(workdir: Path, team: str) -> View | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        challenge = str(data["challenge"])
-    except (ValueError, KeyError, TypeError):
+        if not isinstance(data, dict):
+            raise ValueError
+    except ValueError:
         raise ViewError(
-            f"{path}: not a judge view (JSON with at least a challenge); run the review "
-            "stage for this team again."
+            f"{path}: not a judge view (a JSON object); run the review stage for this team again."
         ) from None
+    challenge = data.get("challenge")
     return View(
         team=team,
-        challenge=challenge,
+        challenge=str(challenge) if challenge else None,
         root=root,
         notebook=data.get("notebook"),
         rerun=dict(data.get("rerun") or {}),

@@ -36,7 +36,7 @@ def _event(root: Path, judges: list[str], conflicts: dict | None = None) -> None
         (root / source["path"]).write_text("")
 
 
-def _ready(workdir: Path, team: str, challenge: str = "advieskloof") -> None:
+def _ready(workdir: Path, team: str, challenge: str | None = "advieskloof") -> None:
     root = layout.judge_view_dir(workdir, team)
     root.mkdir(parents=True)
     view = {"team": team, "challenge": challenge, "notebook": "twin.ipynb",
@@ -151,6 +151,21 @@ def test_an_unreadable_judge_view_is_one_sentence(tmp_path, capsys):
     code, _, err = _hackgap(capsys, "review", "assign", str(tmp_path))
     assert code == 2
     assert " ".join(err.split()) == (
-        f"error: {view.resolve()}: not a judge view (JSON with at least a challenge); run the "
-        "review stage for this team again."
+        f"error: {view.resolve()}: not a judge view (a JSON object); run the review stage for "
+        "this team again."
     )
+
+
+def test_a_submission_without_a_challenge_uses_the_teams_choice_or_says_so(tmp_path, capsys):
+    _event(tmp_path, ["eva", "femke"])
+    _ready(tmp_path / ".hackgap", "team-noord", challenge=None)
+    code, _, err = _hackgap(capsys, "review", "assign", str(tmp_path))
+    assert code == 2
+    assert "team 'team-noord': its submission names no challenge" in " ".join(err.split())
+    data = yaml.safe_load((tmp_path / "event.yaml").read_text())
+    data["teams"][0]["challenge"] = "doorstroom"
+    (tmp_path / "event.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    code, out, _ = _hackgap(capsys, "review", "assign", str(tmp_path))
+    assert code == 0, out
+    store = ScoreStore(layout.judging_db(tmp_path / ".hackgap"))
+    assert [(s.team, s.challenge) for s in store.submissions()] == [("team-noord", "doorstroom")]
