@@ -187,6 +187,8 @@ def _start_hub(configs: list[dict], state: Path) -> list[dict]:
         cwd=state,
     )
     assert res.returncode == 0, res.stderr[-2000:]
+    # every hub.config key is a real trait of its class (the hub only warns about others)
+    assert "not recognized" not in res.stderr, res.stderr
     return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
 
 
