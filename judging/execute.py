@@ -259,9 +259,10 @@ class LocalExecutor:
         return root / work.name[-16:]
 
     def prepare(self, spec: RunSpec) -> Path:
-        """A new work tree (any left by a killed run is removed first)."""
-        self.cleanup(spec)
+        """A new work tree (any left by a killed run, and its processes, are removed first)."""
         ids = _ids(spec.user)
+        _kill_leftovers(ids)
+        self.cleanup(spec)
         runs_root = Path(spec.runs_root).resolve()
         runs_root.mkdir(parents=True, exist_ok=True)
         os.chmod(runs_root, 0o711)  # traversable, not listable: a run's name is its secret
