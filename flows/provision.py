@@ -122,6 +122,13 @@ def _hub(event_dir: EventDir) -> services.HubService:
     return state.hub
 
 
+def preflight(event_dir: EventDir) -> services.HubService:
+    """Checks before anything changes: a roster the hub and Unix accept, a running hub."""
+    isolate = event_dir.event.sandbox.backend == "local" and os.geteuid() == 0
+    prov.check(roster(event_dir), isolate=isolate)
+    return _hub(event_dir)
+
+
 def _sandbox_paths(event_dir: EventDir, spec) -> tuple[Path, str, tuple[int, int] | None]:
     """(workspace on this machine, its path inside the sandbox, owner) for a team."""
     backend = event_dir.event.sandbox.backend
@@ -147,14 +154,14 @@ def run_provision(
     say = _say(progress)
     ev = event_dir.event
     workdir = event_dir.workdir
-    hub = _hub(event_dir)
+    isolate = ev.sandbox.backend == "local" and os.geteuid() == 0
+    hub = preflight(event_dir)
     api = HubAPI(hub.api_url, services.hub_token(workdir))
     api.version()
     version = fetch_twin(store, ev.name, workdir)
     twin_src = prov.released_twin_dir(workdir)
     packs = {p.id: p for p in load_packs(ev.challenges, [event_dir.root / "challenges"])}
     chosen = {t.name: [t.challenge] if t.challenge else list(ev.challenges) for t in ev.teams}
-    isolate = ev.sandbox.backend == "local" and os.geteuid() == 0
     if isolate:  # files made since `services up` (open twin, judging, ...) lose "others" bits
         lockdown.protect_event(event_dir.root, workdir)
 

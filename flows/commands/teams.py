@@ -26,6 +26,7 @@ def provision(
 
     console = Console(highlight=False, soft_wrap=True)
     event_dir = load_event(directory)
+    stage.preflight(event_dir)  # a bad roster or no hub: one sentence, before any service call
     if not start:
         stage.START = False
     summary, _ = run_stage(
