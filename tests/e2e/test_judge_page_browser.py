@@ -249,6 +249,22 @@ def test_judge_scores_in_the_browser_and_the_organiser_sees_the_leaderboard(judg
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
+            organiser = browser.new_context().new_page()
+            _browser_login(organiser, hub, ORGANISER)
+            row = organiser.locator(f"#leaderboard tr[data-code='{code}']")
+            expect(row.locator("td.judges")).to_have_text("0")  # before the judge submits
+
+            member = browser.new_context().new_page()
+            member.goto(hub["url"] + "/services/judge/")
+            member.fill("input[name=username]", "anna")
+            member.fill("input[name=password]", hub["passwords"]["anna"])
+            with member.expect_response(re.compile(r".*/hub/api/oauth2/authorize.*")) as refused:
+                member.click("#login_submit")
+            assert refused.value.status == 403
+            expect(member.locator("body")).to_contain_text("403")
+            assert not any(f"S0{i}" in member.content() for i in range(1, 4))
+            member.screenshot(path=ARTIFACTS / "team-member-refused.png", full_page=True)
+
             page = browser.new_context().new_page()
             page.on("dialog", lambda dialog: dialog.accept())
             _browser_login(page, hub, judge)
@@ -287,9 +303,7 @@ def test_judge_scores_in_the_browser_and_the_organiser_sees_the_leaderboard(judg
             assert page.is_checked(f"input[name=vraag][value='{RUBRIC['vraag']}']")
             page.screenshot(path=ARTIFACTS / "judge-sheet-submitted.png", full_page=True)
 
-            organiser = browser.new_context().new_page()
-            _browser_login(organiser, hub, ORGANISER)
-            row = organiser.locator(f"#leaderboard tr[data-code='{code}']")
+            organiser.reload()
             expect(row.locator("td.judges")).to_have_text("1")
             expect(row.locator("td.raw")).to_have_text("3.45")  # .2*4+.25*3+.25*4+.1*5+.2*2
             progress = organiser.locator("#progress").inner_text()
