@@ -10,6 +10,7 @@ the store only ever reads or writes that judge's own sheet.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
@@ -124,7 +125,12 @@ class ScoreStore:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        # Team servers run on this machine: the judging folder (scores, and the judge views
+        # the review stage writes under it) is for the judge page (root) only.
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.chmod(0o700)
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         self.engine: Engine = create_engine(
             f"sqlite+pysqlite:///{self.path}", connect_args={"timeout": 30}
         )

@@ -50,6 +50,7 @@ def config_path(workdir: Path) -> Path:
 def write_config(workdir: Path, config: JudgingConfig) -> Path:
     path = config_path(workdir)
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)  # next to the scores: the judge page's only
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(asdict(config), handle, indent=2, sort_keys=True)

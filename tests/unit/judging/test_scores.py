@@ -178,3 +178,8 @@ def test_a_save_that_fails_halfway_leaves_the_sheet_as_it_was(store, monkeypatch
     monkeypatch.undo()
     sheet = store.sheet("eva", "team-noord")
     assert (sheet.scores, sheet.comment) == ({"vraag": 4}, "first")
+
+
+def test_the_judging_folder_and_database_are_private(tmp_path, store):
+    assert store.path.parent.stat().st_mode & 0o777 == 0o700
+    assert store.path.stat().st_mode & 0o077 == 0
