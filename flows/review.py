@@ -121,8 +121,20 @@ def _packs(event_dir: EventDir) -> dict:
 
 
 def team_challenge(event_dir: EventDir, team: Team) -> str | None:
+    """The team's choice in event.yaml, else the one its frozen notebook names (starter
+    notebooks carry metadata.hackgap.challenge), else the event's only challenge."""
     if team.challenge:
         return team.challenge
+    record = freeze.read_record(team_dir(event_dir, team.name))
+    if record and record.get("notebook"):
+        path = team_dir(event_dir, team.name) / freeze.FROZEN_DIR / record["notebook"]
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
+            named = (meta.get("hackgap") or {}).get("challenge")
+        except (OSError, ValueError, AttributeError):
+            named = None
+        if named in event_dir.event.challenges:
+            return named
     if len(event_dir.event.challenges) == 1:
         return event_dir.event.challenges[0]
     return None
