@@ -32,6 +32,10 @@ def scaffold(directory: Path, seed: int) -> bool:
         "  # pseudonym_key_file: /secure/keys/hackgap.key",
         f"  pseudonym_key_file: {KEY_FILE}   # demo only: a real key lives outside the event dir",
     )
+    for members in ("[anna, bram]", "[chaima, daan]"):  # demo teams ask for verification
+        text = text.replace(
+            f"    members: {members}\n", f"    members: {members}\n    open_data_only: false\n"
+        )
     tmp = target.with_suffix(".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(target)
@@ -134,6 +138,11 @@ def run_demo(directory: Path, *, persons: int, seed: int, console: Console) -> N
         f"Stop the services with `hackgap services down {directory}`; "
         "objects are kept and come back with `services up`."
     )
+
+    console.rule("[bold]submissions: freeze, re-run, verify, airlock")
+    from flows.commands.review import demo_step as review_step
+
+    review_step(directory, console)
 
     console.rule("[bold]judging")
     from flows.commands.judge import demo_step

@@ -216,3 +216,48 @@ def status(
 from flows.commands import judge as _judge  # noqa: E402  (assign, leaderboard, close-judging)
 
 _judge.register(app)
+
+
+def demo_step(directory: Path, out: Console) -> None:
+    """`hackgap demo`: a demo submission per demo team, frozen, re-run on the twin, verified
+    on the real data, checked, and waiting in the airlock."""
+    from flows import review
+    from flows.demo_submissions import DEMO_TEAMS, write_demo_notebook
+    from flows.event import load_event
+    from flows.objectstore import ObjectStore
+    from judging import freeze as frozen
+    from judging.errors import ReviewError
+    from sandboxes import layout
+
+    event_dir = load_event(directory)
+    store = ObjectStore.for_workdir(event_dir.workdir)
+    for team in event_dir.event.teams:
+        if team.name not in DEMO_TEAMS or frozen.read_record(review.team_dir(event_dir, team.name)):
+            continue
+        workspace = review.team_workspace(event_dir, team.name)
+        folder = layout.submission_dir(workspace)
+        if not any(folder.glob("*.ipynb")):
+            path = write_demo_notebook(team.name, folder, [event_dir.root / "challenges"])
+            if workspace.is_dir() and os.geteuid() == 0:
+                owner = workspace.stat()
+                for p in (folder, folder.parent / layout.SUBMISSION_DIR, path):
+                    os.chown(p, owner.st_uid, owner.st_gid)
+            out.print(f"{team.name}: placed {path.name} in its submission folder", markup=False)
+
+    def show(step: str) -> None:
+        out.print(f"  • {step}", markup=False, highlight=False)
+
+    try:
+        review.run_freeze(event_dir, store, force=True, progress=show)
+        review.run_rerun(event_dir, store, progress=show)
+        review.run_verify(event_dir, store, progress=show)
+    except ReviewError as exc:
+        out.print(f"review stopped: {exc}", markup=False, style="red")
+    airlock(directory=directory, team=None, output=None, approve=False, reject=False,
+            comment="", reviewer=None)  # fmt: skip
+    out.print(
+        f"Decide with `hackgap review airlock {directory} --team TEAM --output NAME "
+        "--approve|--reject --comment '...'`.",
+        markup=False,
+        highlight=False,
+    )
