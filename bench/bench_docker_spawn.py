@@ -27,6 +27,7 @@ from sandboxes import image
 def _spawn_all(client, event: str, sandbox, teams: list[str], twin: Path) -> float:
     """Seconds from the first start until every team's server answers."""
     env = {"JUPYTER_TOKEN": uuid.uuid4().hex}
+    sd.ensure_network(client, event, sandbox)  # made once when the hub config is rendered
     t0 = time.perf_counter()
 
     def one(team: str) -> None:

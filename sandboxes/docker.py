@@ -175,8 +175,26 @@ def _as_event_network(net) -> EventNetwork:
 
 def ensure_network(client, event_name: str, sandbox: SandboxSettings) -> EventNetwork:
     """The event's internal network without inter-container traffic (created if missing)."""
+    import docker
+
     name = network_name(event_name, sandbox)
     found = [n for n in client.networks.list(names=[name]) if n.name == name]
+    if not found:
+        try:
+            net = client.networks.create(
+                name,
+                driver="bridge",
+                internal=True,
+                options={ICC_OPTION: "false"},
+                labels=_labels(event_name, "network"),
+                check_duplicate=True,
+            )
+            net.reload()
+            return _as_event_network(net)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: made meanwhile by a concurrent caller
+                raise
+            found = [n for n in client.networks.list(names=[name]) if n.name == name]
     if found:
         net = client.networks.get(found[0].id)
         labels = net.attrs.get("Labels") or {}
@@ -193,16 +211,7 @@ def ensure_network(client, event_name: str, sandbox: SandboxSettings) -> EventNe
                 f"remove it (`docker network rm {name}`) and hackgap makes it again."
             )
         return _as_event_network(net)
-    net = client.networks.create(
-        name,
-        driver="bridge",
-        internal=True,
-        options={ICC_OPTION: "false"},
-        labels=_labels(event_name, "network"),
-        check_duplicate=True,
-    )
-    net.reload()
-    return _as_event_network(net)
+    raise SandboxError(f"The Docker network '{name}' could not be made; see the engine's log.")
 
 
 def _iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess:
