@@ -62,3 +62,26 @@ def test_hackgap_submit_runs_in_the_image(docker_engine, sandbox_image):
         stderr=True,
     ).decode()  # fmt: skip
     assert "submission" in out.lower()
+
+
+def test_services_status_shows_engine_and_image(docker_engine, sandbox_image, tmp_path):
+    from tests.conftest import make_hub_event
+
+    sandbox = f"sandbox:\n  backend: docker\n  image: {sandbox_image}\n"
+    event = make_hub_event(tmp_path / "event", {"alpha": ["ann"]}, sandbox=sandbox)
+    run = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "services", "status", str(event)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    version = docker_engine.version()["Version"]
+    assert f"Docker {version}" in run.stdout, run.stdout + run.stderr
+    assert f"{sandbox_image}" in run.stdout and "current" in run.stdout
+    missing = "hackgap/sandbox:never-built"
+    (event / "event.yaml").write_text(
+        (event / "event.yaml").read_text().replace(sandbox_image, missing)
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "services", "status", str(event)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert f"{missing} not built (run `hackgap sandbox-image build`)" in run.stdout
