@@ -334,8 +334,23 @@ def build(force: bool = False, say: Progress = print) -> BuildResult:
             tail = " / ".join(line for line in log[-4:] if line)
             raise ImageError(f"docker build of the sandbox image failed: {error or tail}.")
     client.images.get(tag).tag(IMAGE_REPO, "latest")
+    _untag_older(client, tag, say)
     say(f"built {tag} (also {latest})")
     return BuildResult(tag, True, time.monotonic() - started)
+
+
+def _untag_older(client, keep: str, say: Progress) -> None:
+    """Drop the tags of earlier builds (their layers stay as long as the new image uses them)."""
+    import docker
+
+    for old in client.images.list(name=IMAGE_REPO, filters={"label": LABEL}):
+        for ref in old.tags:
+            if ref not in (keep, f"{IMAGE_REPO}:latest"):
+                try:
+                    client.images.remove(ref, noprune=False)
+                    say(f"untagged {ref}")
+                except docker.errors.APIError:
+                    pass  # still used by a container: kept
 
 
 def status(client, ref: str) -> str:
