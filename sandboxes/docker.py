@@ -32,6 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from dockerspawner import DockerSpawner
+from traitlets import Unicode, default
+
 from sandboxes import layout
 
 HOME = "/home/jovyan"
@@ -387,14 +390,8 @@ def wait_until_answers(url: str, timeout: float = 60.0) -> float:
 
 # -- the spawner --------------------------------------------------------------------------------
 
-try:
-    from dockerspawner import DockerSpawner
-    from traitlets import Unicode, default
-except ImportError:  # pragma: no cover - dockerspawner is a dependency of hackgap
-    DockerSpawner = object  # type: ignore[misc,assignment]
 
-
-class DockerTeamSpawner(DockerSpawner):  # type: ignore[misc,valid-type]
+class DockerTeamSpawner(DockerSpawner):
     """DockerSpawner naming containers and volumes per team and labelling the volume.
 
     Hub account names are slugs, so they are used as they are (DockerSpawner would escape
