@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -91,7 +93,7 @@ def _write_view(workdir: Path, team: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def judge_hub(tmp_path_factory):
+def judge_hub():
     """An event with three reviewed submissions, judges assigned, the hub up and people in it."""
     if not Path(CHROMIUM).is_file():
         pytest.fail("Debian's chromium is missing: run `scripts/bootstrap.sh system` as root.")
@@ -102,7 +104,11 @@ def judge_hub(tmp_path_factory):
     from sandboxes import provision
     from sandboxes.hubapi import HubAPI
 
-    root = tmp_path_factory.mktemp("judge-event")
+    # under /tmp itself: as root the hub checks that team users can traverse the event path
+    base = Path(tempfile.mkdtemp(prefix="hackgap-judge-test-", dir="/tmp"))
+    base.chmod(0o711)
+    root = base / "event"
+    root.mkdir()
     _write_event(root)
     event_dir = load_event(root)
     workdir = event_dir.workdir
@@ -128,6 +134,7 @@ def judge_hub(tmp_path_factory):
         }
     finally:
         services.down(workdir)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _wait_for_judge_page(url: str, timeout: float = 180) -> None:
