@@ -354,13 +354,20 @@ class ScoreStore:
 
     def revealed(self) -> bool:
         with self._tx() as conn:
-            row = conn.execute(select(settings).where(settings.c.key == "revealed")).first()
-        return bool(row and row.value == "1")
+            return _flag(conn, "revealed")
 
     def set_revealed(self, revealed: bool) -> None:
         with self._tx() as conn:
-            conn.execute(settings.delete().where(settings.c.key == "revealed"))
-            conn.execute(settings.insert().values(key="revealed", value="1" if revealed else "0"))
+            _set_flag(conn, "revealed", revealed)
+
+    def closed(self) -> bool:
+        with self._tx() as conn:
+            return _flag(conn, "closed")
+
+    def close_judging(self) -> None:
+        """No sheet changes from now on (the export that follows is final)."""
+        with self._tx() as conn:
+            _set_flag(conn, "closed", True)
 
     def backup(self, dest: Path) -> Path:
         """A consistent copy of the database (SQLite's online backup), e.g. for export."""
@@ -380,6 +387,7 @@ class ScoreStore:
         """Everything in the database as plain JSON-able data (for the submissions bucket)."""
         return {
             "revealed": self.revealed(),
+            "closed": self.closed(),
             "submissions": [s.__dict__ for s in self.submissions()],
             "assignments": {t: list(js) for t, js in self.assignment().items()},
             "sheets": [
@@ -398,6 +406,16 @@ def _on_connect(dbapi_connection, _record) -> None:
 
 def _on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _flag(conn: Connection, key: str) -> bool:
+    row = conn.execute(select(settings).where(settings.c.key == key)).first()
+    return bool(row and row.value == "1")
+
+
+def _set_flag(conn: Connection, key: str, value: bool) -> None:
+    conn.execute(settings.delete().where(settings.c.key == key))
+    conn.execute(settings.insert().values(key=key, value="1" if value else "0"))
 
 
 def _assigned(conn: Connection, judge: str, team: str) -> bool:
@@ -425,6 +443,8 @@ def _sheet(conn: Connection, judge: str, team: str) -> Sheet:
 
 
 def _writable(conn: Connection, judge: str, team: str) -> Sheet:
+    if _flag(conn, "closed"):
+        raise ScoreError("judging is closed; sheets can no longer be changed.")
     if not _assigned(conn, judge, team):
         raise ScoreError("this submission is not assigned to you.")
     current = _sheet(conn, judge, team)

@@ -174,7 +174,7 @@ def leaderboard_command(
 
 
 def close_judging_command(directory: Path = DIRECTORY) -> None:
-    """Export scores, assignments and the leaderboard to the submissions bucket."""
+    """Close judging (no more changes) and export scores and leaderboard to the bucket."""
     from flows.objectstore import ObjectStore
 
     event_dir = load_event(directory)
@@ -184,8 +184,9 @@ def close_judging_command(directory: Path = DIRECTORY) -> None:
 
 def export_judging(event_dir: EventDir, objects) -> str:
     """Publish the scores (JSON and a consistent SQLite copy) and the leaderboard; the prefix."""
-    board = load_board(event_dir)
     store = ScoreStore(layout.judging_db(event_dir.workdir))
+    store.close_judging()
+    board = load_board(event_dir)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             export = store.export()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from judging.scores import ScoreStore
+from judging.scores import ScoreError, ScoreStore
 from sandboxes import layout
 
 pytestmark = pytest.mark.services
@@ -131,10 +131,12 @@ def test_leaderboard_json_and_close_judging_export(event, capsys, store, s3_serv
 
     code, out, _ = _hackgap(capsys, "review", "close-judging", str(event))
     assert code == 0, out
+    with pytest.raises(ScoreError, match="judging is closed"):
+        scores.save("eva", "team-zuid", {"vraag": 1}, None, criteria=list(ALL), scale=(1, 5))
     prefix = "judge-cli/judging"
     assert store.is_complete("submissions", prefix)
     exported = json.loads(store.get_bytes("submissions", f"{prefix}/scores.json"))
-    assert len(exported["sheets"]) == 6
+    assert len(exported["sheets"]) == 6 and exported["closed"] is True
     csv = store.get_bytes("submissions", f"{prefix}/leaderboard.csv").decode()
     assert csv.splitlines()[0] == "rank,code,team,challenge,judges,raw,normalised,flags"
     copy = event / "copy.sqlite"
