@@ -305,7 +305,8 @@ def create_app(workdir: Path, identity: Any | None = None) -> FastAPI:
                 scale=(rubric.scale_min, rubric.scale_max),
             )  # fmt: skip
         except ScoreError as exc:
-            raise HTTPException(409 if "submitted" in str(exc) else 422, str(exc)) from None
+            locked = "submitted" in str(exc) or "closed" in str(exc)
+            raise HTTPException(409 if locked else 422, str(exc)) from None
         return _secure_headers(JSONResponse(state.sheet_json(who, submission)))
 
     @router.post("/api/sheets/{code}/submit")
@@ -331,7 +332,10 @@ def create_app(workdir: Path, identity: Any | None = None) -> FastAPI:
         config = state.config()
         board = state.leaderboard()
         progress = state.store.progress(config.judges if config else ())
-        return state.page("organiser.html", me=who, board=board, progress=progress, csrf=who.csrf)
+        closed = state.store.closed()
+        return state.page(
+            "organiser.html", me=who, board=board, progress=progress, csrf=who.csrf, closed=closed
+        )
 
     @router.get("/api/leaderboard")
     async def leaderboard_json(who: Me) -> Response:

@@ -285,3 +285,14 @@ def test_an_unreadable_view_is_a_clear_page_not_a_crash(app, workdir):
     assert page.status_code == 503
     assert "ask an organiser to review it again" in page.text
     assert str(workdir) not in page.text
+
+
+def test_after_judging_closes_sheets_cannot_change(app, workdir):
+    code = _codes(workdir)["team-oost"]
+    eva = _client(app, "tok-eva")
+    assert eva.put(PREFIX + f"api/sheets/{code}", json={"scores": {"vraag": 3}}).status_code == 200
+    ScoreStore(layout.judging_db(workdir)).close_judging()
+    refused = eva.put(PREFIX + f"api/sheets/{code}", json={"scores": {"vraag": 5}})
+    assert refused.status_code == 409 and "closed" in refused.json()["detail"]
+    assert eva.get(PREFIX + f"api/sheets/{code}").json()["scores"] == {"vraag": 3}
+    assert "Judging is closed" in _client(app, "tok-olga").get(PREFIX + "organiser").text
