@@ -78,14 +78,17 @@ def assign_judges(event_dir: EventDir) -> tuple[Assignment, dict[str, str]]:
             for team, named in ready_teams(workdir, [t.name for t in event.teams]).items()
         }
         codes = store.register(ready, event.seed)
+        locked = store.locked()
+        # a team whose view is being rebuilt (review re-run) keeps its judges and scores
+        scored = {team for team, _ in locked}
         result = assign(
-            sorted(ready),
+            sorted(set(ready) | scored),
             event.judges,
             event.judging.judges_per_submission,
             conflicts=event.judging.conflicts,
             seed=event.seed,
             previous=store.assignment(),
-            locked=store.locked(),
+            locked=locked,
         )
         store.replace_assignment(result.judges_of)
     finally:

@@ -96,6 +96,12 @@ def test_assign_balances_and_a_rerun_after_a_new_judge_keeps_saved_scores(event,
     assert "2 assignment(s) added, 0 removed." in out
     codes = {s.team: s.code for s in store.submissions()}
     assert codes["team-west"] == "S04"
+    # the review stage rebuilds a view (removes it first): a re-run meanwhile keeps its judges
+    view = layout.judge_view_dir(event / ".hackgap", "team-noord") / "view.json"
+    view.unlink()
+    code, out, _ = _hackgap(capsys, "review", "assign", str(event))
+    assert code == 0, out
+    assert store.assignment() == second
 
 
 def test_impossible_assignment_is_one_sentence(tmp_path, capsys):
