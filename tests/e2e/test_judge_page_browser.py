@@ -308,6 +308,7 @@ def test_judge_scores_in_the_browser_and_the_organiser_sees_the_leaderboard(judg
             page.reload()
             assert page.is_disabled("input[name=vraag][value='1']")
             assert page.is_checked(f"input[name=vraag][value='{RUBRIC['vraag']}']")
+            expect(page.frame_locator("#notebook").locator("#nb-marker")).to_have_text("plot")
             page.screenshot(path=ARTIFACTS / "judge-sheet-submitted.png", full_page=True)
 
             organiser.reload()
