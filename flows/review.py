@@ -13,6 +13,7 @@ outputs/; nothing here prints, logs or returns a value from it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -713,3 +714,45 @@ def clear_team(event_dir: EventDir, team_name: str) -> None:
 
 def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, default=str)
+
+
+def _local_zone() -> str:
+    """The machine's IANA time zone (naive deadlines in event.yaml are local time)."""
+    if os.environ.get("TZ"):
+        return os.environ["TZ"].lstrip(":")
+    path = Path("/etc/timezone")
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    return "UTC"
+
+
+def freeze_rrule(event_dir: EventDir) -> tuple[str, str]:
+    """(RFC 5545 rule firing once at the deadline, timezone) for the freeze schedule."""
+    deadline = event_dir.event.deadline
+    zone = "UTC" if deadline.tzinfo is not None else _local_zone()
+    local = deadline.astimezone(dt.UTC) if deadline.tzinfo is not None else deadline
+    return f"DTSTART:{local:%Y%m%dT%H%M%S}\nRRULE:FREQ=DAILY;COUNT=1", zone
+
+
+def schedule_freeze(event_dir: EventDir, work_pool: str = "hackgap-process") -> str:
+    """Register `review-freeze/<event>` on the event's Prefect server, run once at the deadline
+    by a worker of `work_pool` (infra/README.md); re-registering replaces it. Returns its id."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.client.schemas.schedules import RRuleSchedule
+    from prefect.exceptions import ObjectAlreadyExists
+
+    # the pool its worker serves, made once
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(name=work_pool, type="process"))
+    rule, zone = freeze_rrule(event_dir)
+    deployment = _prefect_flows()["review_freeze_flow"].to_deployment(
+        name=event_dir.event.name,
+        schedule=RRuleSchedule(rrule=rule, timezone=zone),
+        parameters={"event_path": str(event_dir.root), "force": False},
+        description=f"Freeze the submissions of {event_dir.event.title} at its deadline.",
+        tags=["hackgap", "review"],
+        work_pool_name=work_pool,
+        work_queue_name="secure",
+    )
+    return str(deployment.apply())

@@ -261,3 +261,28 @@ def demo_step(directory: Path, out: Console) -> None:
         markup=False,
         highlight=False,
     )
+
+
+@app.command()
+def schedule(
+    directory: Path = DIR,
+    work_pool: str = typer.Option("hackgap-process", "--work-pool", help="Prefect work pool."),
+) -> None:
+    """Schedule the freeze at the event's deadline on its Prefect server."""
+    from flows import review
+    from judging.errors import ReviewError
+
+    event_dir, _store, use_prefect = _connect(directory)
+    if not use_prefect:
+        raise ReviewError(
+            "no Prefect server for this event; start it with `hackgap services up "
+            f"{event_dir.root}` and schedule again."
+        )
+    deployment = review.schedule_freeze(event_dir, work_pool)
+    console.print(
+        f"review-freeze/{event_dir.event.name} ({deployment}) runs once at "
+        f"{event_dir.event.deadline.isoformat(timespec='minutes')}; a worker of pool "
+        f"{work_pool} runs it (see infra/README.md).",
+        markup=False,
+        highlight=False,
+    )

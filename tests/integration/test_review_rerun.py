@@ -147,3 +147,14 @@ def test_the_prefect_flow_runs_every_team_in_parallel(
     assert all(
         (layout.judge_view_dir(event_dir.workdir, t) / "view.json").is_file() for t in results
     )
+
+    # the freeze is scheduled once, at the deadline, on the event's Prefect server
+    from prefect.client.orchestration import get_client
+
+    deployment_id = review.schedule_freeze(event_dir)
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment(deployment_id)
+    assert deployment.name == "rerun-test" and deployment.parameters["force"] is False
+    [schedule] = deployment.schedules
+    assert schedule.schedule.rrule.startswith("DTSTART:20260102T090000")
+    assert "COUNT=1" in schedule.schedule.rrule
