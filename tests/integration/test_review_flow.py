@@ -281,7 +281,7 @@ def test_review_end_to_end(event, store, listener):
     hostile = {o["name"]: o for o in status["hostile"]["outputs"]}
     assert hostile["rows.csv"]["verdict"] == "unsafe" and "row-level" in hostile["rows.csv"]["rule"]
     assert "below 10" in hostile["crosstab.csv"]["rule"]
-    assert "below 10 (smallest 1)" in hostile["means_of_one.csv"]["rule"]
+    assert "1 cell(s) below 10" in hostile["means_of_one.csv"]["rule"]
     assert hostile["attempts.json"]["verdict"] == "review"
     assert {o["status"] for o in hostile.values()} <= {"withheld", "pending"}
     assert MARKER not in json.dumps(status) and RARE not in json.dumps(status)

@@ -38,8 +38,8 @@ def test_counts_means_and_models_that_follow_the_rules_are_safe(tmp_path):
 @pytest.mark.parametrize(
     ("name", "text", "rule"),
     [
-        ("crosstab.csv", "geslacht,laag,hoog\nM,35,40\nV,3,50\n", "below 10 (smallest 3)"),
-        ("means.csv", "groep,mean,count\na,0.5,120\nb,0.7,1\n", "below 10 (smallest 1)"),
+        ("crosstab.csv", "geslacht,laag,hoog\nM,35,40\nV,3,50\n", "1 cell(s) below 10"),
+        ("means.csv", "groep,mean,count\na,0.5,120\nb,0.7,1\n", "1 cell(s) below 10"),
         ("zero.csv", "geslacht,laag,hoog\nM,35,0\nV,25,50\n", "zeros are disclosive"),
         ("unrounded.csv", "geslacht,laag,hoog\nM,36,40\nV,25,50\n", "not a multiple of 5"),
         ("model.csv", "term,coef,dof\nx,0.2,5\n", "degrees of freedom 5 < 10"),
