@@ -294,16 +294,20 @@ class LocalExecutor:
         return work
 
     def _command(self, spec: RunSpec, work: Path) -> tuple[list[str], dict]:
+        ids = _ids(spec.user)
+        # Paths the kernel uses: on a root host the work tree is also mounted at the stage
+        # path (under /run, traversable), so the run's account never needs to traverse the
+        # (private) folders above the work tree.
+        seen = STAGE_ROOT / work.name if ids else work
         env_vars = {
-            "HOME": str(work / "home"),
+            "HOME": str(seen / "home"),
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
             "MPLBACKEND": "Agg",
             "PYTHONDONTWRITEBYTECODE": "1",
-            "HACKGAP_TWIN": str(work / "twin" / "twin.parquet"),
+            "HACKGAP_TWIN": str(seen / "twin" / "twin.parquet"),
         }
         env_args = ["env", "-i", *(f"{k}={v}" for k, v in env_vars.items())]
-        ids = _ids(spec.user)
         fsize = ["prlimit", f"--fsize={spec.disk_limit}", "--"]
         if ids:
             isolate = ["unshare", "--mount", "--propagation", "private"]
@@ -322,8 +326,8 @@ class LocalExecutor:
             "kernel_prefix": prefix,
             "time_limit": spec.time_limit,
             "params": {
-                "TWIN_PATH": str(work / "twin" / "twin.parquet"),
-                "CODEBOOK_PATH": str(work / "twin" / "codebook.md"),
+                "TWIN_PATH": str(seen / "twin" / "twin.parquet"),
+                "CODEBOOK_PATH": str(seen / "twin" / "codebook.md"),
                 **spec.params,
             },
         }
