@@ -122,6 +122,9 @@ def run_demo(directory: Path, *, persons: int, seed: int, console: Console) -> N
     console.rule("[bold]6. synthetic twin (release gate)")
     synthesize(directory=directory, no_prefect=False)
 
+    console.rule("[bold]7. team sandboxes (JupyterHub)")
+    hub = _team_sandboxes(event_dir, store, console)
+
     console.rule("[bold]summary")
     table = Table(show_header=True)
     table.add_column("bucket")
@@ -134,6 +137,8 @@ def run_demo(directory: Path, *, persons: int, seed: int, console: Console) -> N
     )
     console.print(f"Prefect UI       {state.prefect.ui_url}")
     console.print(table)
+    console.print(f"JupyterHub       {hub['hub_url']}  (log in as a team member)", markup=False)
+    console.print(f"credentials      {hub['credentials']}  (organisers only)", markup=False)
     console.print(
         f"Stop the services with `hackgap services down {directory}`; "
         "objects are kept and come back with `services up`."
@@ -148,3 +153,21 @@ def run_demo(directory: Path, *, persons: int, seed: int, console: Console) -> N
     from flows.commands.judge import demo_step
 
     demo_step(directory, console)
+
+
+def _team_sandboxes(event_dir, store, console: Console) -> dict:
+    """Start the hub and provision the demo teams: one ready sandbox per team."""
+    from flows import services
+    from flows.provision import run_provision
+
+    with console.status("starting JupyterHub (first time: builds the team servers' Python)…"):
+        state = services.hub_up(event_dir)
+    for note in state.notes:
+        console.print(f"note: {note}", markup=False)
+    with console.status("provisioning the teams and starting their servers…"):
+        summary = run_provision(
+            event_dir, store, progress=lambda m: console.print(f"  • {m}", markup=False)
+        )
+    for account, server in sorted(summary.servers.items()):
+        console.print(f"  {account}: {server}", markup=False)
+    return summary.summary()

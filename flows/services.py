@@ -722,8 +722,16 @@ def hub_up(event_dir) -> ServiceState:
         if state.hub is not None:
             notes.append("the hub was already running")
             return ServiceState(workdir, state.s3, state.prefect, notes, state.hub)
+        local = event_dir.event.sandbox.backend == "local"
         if os.geteuid() == 0:
             lockdown.protect_event(event_dir.root, workdir)
+        if os.geteuid() == 0 and local:
+            blocked = lockdown.unreachable_ancestor(layout.teams_root(workdir))
+            if blocked is not None:
+                raise ServiceError(
+                    f"Team users cannot reach their workspaces under {workdir}: {blocked} is not "
+                    f"traversable by others; `chmod o+x {blocked}` or move the event directory."
+                )
         elif event_dir.event.sandbox.backend == "local":
             notes.append(
                 "not running as root: team servers run as this user, so teams are NOT isolated "

@@ -68,3 +68,12 @@ def _strip_children(directory: Path, keep: set[Path]) -> None:
 def world_readable(path: Path) -> bool:
     """True when others can list or read `path` (for `hackgap event validate`)."""
     return bool(os.stat(path).st_mode & stat.S_IROTH)
+
+
+def unreachable_ancestor(path: Path) -> Path | None:
+    """The first directory above `path` that others cannot traverse (team users then cannot
+    reach their workspace), or None."""
+    for parent in reversed(Path(path).resolve().parents):
+        if not os.stat(parent).st_mode & stat.S_IXOTH:
+            return parent
+    return None

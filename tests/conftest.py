@@ -196,21 +196,20 @@ def make_hub_event(root: Path, teams: dict[str, list[str]], *, name: str = "hub-
     return root
 
 
-def publish_test_twin(store, event: str, rows: int = 120, version: str = "v-test") -> str:
-    """A small released twin (invented rows) under open/twins/<event>/<version>/."""
+def publish_test_twin(store, event: str, rows: int = 600, version: str = "v-test") -> str:
+    """A small released twin under open/twins/<event>/<version>/: invented rows with the
+    analysis table's columns (the synthetic tests' table maker), so starters run on it."""
+    import importlib.util
     import tempfile
 
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(7)
-    df = pd.DataFrame({
-        "eindtoets_score": rng.integers(501, 551, rows),
-        "schooladvies": rng.choice(["vmbo-gt", "havo", "vwo"], rows),
-        "inkomen_decile": rng.integers(1, 11, rows),
-    })  # fmt: skip
+    maker = Path(__file__).parent / "unit" / "synthetic" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("hackgap_test_tables", maker)
+    tables = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = tables
+    spec.loader.exec_module(tables)
+    df = tables.make_table(rows, seed=8).drop(columns=["pupil_id", "link_method"])
     with tempfile.TemporaryDirectory() as tmp:
-        df.to_parquet(Path(tmp) / "twin.parquet")
+        df.to_parquet(Path(tmp) / "twin.parquet", index=False)
         df.to_csv(Path(tmp) / "twin.csv", index=False)
         (Path(tmp) / "codebook.md").write_text("# Codebook\n\ninvented test twin\n")
         files = {n: Path(tmp) / n for n in ("twin.parquet", "twin.csv", "codebook.md")}

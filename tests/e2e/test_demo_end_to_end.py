@@ -32,10 +32,17 @@ def _hackgap(*args: str, env: dict | None = None) -> subprocess.CompletedProcess
 
 
 @pytest.fixture
-def demo_dir(tmp_path):
-    directory = tmp_path / "demo"
+def demo_dir():
+    # under /tmp, traversable: the demo ends with team servers running as team users
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="hackgap-e2e-demo-", dir="/tmp"))
+    root.chmod(0o711)
+    directory = root / "demo"
     yield directory
     services.down(directory / ".hackgap")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_demo_runs_end_to_end_and_reruns(demo_dir: Path):
@@ -45,6 +52,9 @@ def test_demo_runs_end_to_end_and_reruns(demo_dir: Path):
     out = first.stdout
     assert "event directory" in out and str(demo_dir.resolve()) in out
     assert "S3 endpoint" in out and "Prefect UI" in out
+    # the demo ends with the hub up and one ready sandbox per demo team
+    assert "JupyterHub" in out and "credentials/passwords.csv" in out
+    assert "team-noord-collab: ready" in out and "team-zuid-collab: ready" in out
     for bucket in ("secure", "open", "submissions", "audit"):
         assert bucket in out
 

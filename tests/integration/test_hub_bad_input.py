@@ -3,6 +3,7 @@ and nothing half-made (no hub process left, no team created)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -20,8 +21,6 @@ CLI = str(Path(sys.executable).with_name("hackgap"))
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
     return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=180,
                           env={**os.environ, **(env or {})})  # fmt: skip
 
@@ -30,6 +29,18 @@ def _one_sentence(run: subprocess.CompletedProcess) -> str:
     assert run.returncode == 2, (run.returncode, run.stdout[-500:], run.stderr[-1500:])
     assert "Traceback" not in run.stderr
     return " ".join(run.stderr.split())
+
+
+@pytest.fixture
+def tmp_path():
+    """A directory team users could traverse (pytest's own tmp is 0700)."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="hackgap-hub-bad-", dir="/tmp"))
+    root.chmod(0o711)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _event(tmp_path: Path, teams: dict, **kw) -> Path:
@@ -103,6 +114,16 @@ def test_hub_not_up_within_start_timeout_leaves_nothing_running(tmp_path, monkey
     with pytest.raises(services.ServiceError, match="did not answer within 1 s"):
         services.hub_up(event_dir)
     assert services.status(event_dir.workdir) is None
+    assert not _hub_processes(event_dir.workdir)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="team users exist only as root")
+def test_event_where_team_users_cannot_reach_their_workspaces(tmp_path_factory):
+    private = tmp_path_factory.mktemp("private")
+    private.chmod(0o700)
+    event_dir = load_event(make_hub_event(private / "event", {"team-a": ["anna"]}))
+    with pytest.raises(services.ServiceError, match="is not traversable by others; `chmod o"):
+        services.hub_up(event_dir)
     assert not _hub_processes(event_dir.workdir)
 
 
