@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+ANONYMETER := .venv-anonymeter/.installed
 DEMO_DIR ?= demo-event
 
 .PHONY: demo test bench lint format clean setup
@@ -10,17 +11,21 @@ DEMO_DIR ?= demo-event
 $(STAMP): requirements.lock pyproject.toml scripts/bootstrap.sh
 	scripts/bootstrap.sh python
 
-setup: $(STAMP)
+# anonymeter's own environment (its pins conflict with ours): the twin release gate runs it.
+$(ANONYMETER): synthetic/anonymeter-requirements.lock
+	scripts/bootstrap.sh anonymeter
 
-demo: $(STAMP)
+setup: $(STAMP) $(ANONYMETER)
+
+demo: $(STAMP) $(ANONYMETER)
 	scripts/bootstrap.sh hub
 	$(BIN)/hackgap demo $(DEMO_DIR)
 
-test: $(STAMP)
+test: $(STAMP) $(ANONYMETER)
 	scripts/bootstrap.sh system docker hub
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) $(ANONYMETER)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
@@ -32,4 +37,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) .venv-anonymeter $(DEMO_DIR) .pytest_cache

@@ -1,10 +1,12 @@
 """The synthesize stage: linked table (secure) -> gated twin (open), thin over `synthetic/`.
 
 Reads `secure/<event>/linked/analysis.parquet` (only once its `_COMPLETE` exists), makes a
-candidate twin, and only if every gate check passes publishes twin.parquet, twin.csv,
-codebook.md and report.html under `open/twins/<event>/<version>/` (`_COMPLETE` last) and the
-fitted model under `secure/<event>/models/<version>/model.pkl`. A failed gate publishes
-nothing and raises TwinError naming each failed check and its figure.
+candidate twin whose release files (twin.parquet, twin.csv) are written to the secure
+temporary directory and judged as read back, and only if every gate check passes publishes
+those same files (SHA-256 checked), codebook.md and report.html under
+`open/twins/<event>/<version>/` (`_COMPLETE` last) and the fitted model under
+`secure/<event>/models/<version>/model.pkl`. A failed gate publishes nothing and raises
+TwinError naming each failed check and its figure.
 
 Version: `v-` + the first 12 hex digits of the SHA-256 of twin.csv. The same seed, settings
 and linked table give the same twin, hence the same version: re-running is a no-op rather
@@ -31,6 +33,7 @@ from flows.pipeline.audit import AuditLog
 from synthetic.codebook import render_codebook
 from synthetic.errors import TwinError
 from synthetic.make import TwinBuild, make_twin
+from synthetic.release import sha256
 from synthetic.report import render_report
 from synthetic.schema import TableSchema
 from synthetic.settings import Thresholds, TwinSettings
@@ -108,15 +111,27 @@ def failure_message(build: TwinBuild) -> str:
 
 
 def _twin_files(build: TwinBuild, event: str, settings: TwinSettings, tmp: Path) -> dict[str, Path]:
+    """The judged twin files (unchanged since judging) plus the codebook and report."""
+    for name, path in build.files.items():
+        if sha256(path) != build.digests[name]:
+            raise TwinError(
+                f"{name} changed after the release gate judged it; nothing was published - "
+                "run `hackgap synthesize` again."
+            )
     twin = build.twin
-    csv = tmp / "twin.csv"
-    twin.to_csv(csv, index=False, lineterminator="\n")
-    version = "v-" + hashlib.sha256(csv.read_bytes()).hexdigest()[:12]
-    parquet = tmp / "twin.parquet"
-    twin.to_parquet(parquet, index=False)
+    version = "v-" + build.digests["twin.csv"][:12]
     info = build.context.info
     (tmp / "codebook.md").write_text(
-        render_codebook(event, version, build.context.schema, twin, info, settings, build.gate),
+        render_codebook(
+            event,
+            version,
+            build.context.schema,
+            twin,
+            info,
+            settings,
+            build.gate,
+            redrawn=build.context.redrawn,
+        ),
         encoding="utf-8",
     )
     (tmp / "report.html").write_text(
@@ -126,7 +141,11 @@ def _twin_files(build: TwinBuild, event: str, settings: TwinSettings, tmp: Path)
         encoding="utf-8",
     )
     (tmp / "VERSION").write_text(version, encoding="utf-8")
-    return {name: tmp / name for name in ("twin.parquet", "twin.csv", "codebook.md", "report.html")}
+    return {
+        **build.files,
+        "codebook.md": tmp / "codebook.md",
+        "report.html": tmp / "report.html",
+    }
 
 
 def run_synthesize(
@@ -140,7 +159,27 @@ def run_synthesize(
     checks, required = challenge_checks(event_dir)
     say("reading the linked table")
     real = read_linked(event_dir, store, audit)
-    build = make_twin(real, load_schema(), settings, checks, required, progress=say)
+    secure_tmp = event_dir.workdir / "secure"
+    secure_tmp.mkdir(parents=True, exist_ok=True)
+    os.chmod(secure_tmp, 0o700)
+    with tempfile.TemporaryDirectory(dir=secure_tmp) as tmp:
+        build = make_twin(
+            real, load_schema(), settings, checks, required, progress=say, workdir=Path(tmp)
+        )
+        return _release(build, event_dir, store, audit, settings, Path(tmp), say)
+
+
+def _release(
+    build: TwinBuild,
+    event_dir: EventDir,
+    store: ObjectStore,
+    audit: AuditLog,
+    settings: TwinSettings,
+    tmp: Path,
+    say: Progress,
+) -> SynthesizeOutcome:
+    """Publish the judged files if every check passed (else raise, publishing nothing)."""
+    ev = event_dir.event
     outcome = SynthesizeOutcome(
         event=ev.name,
         version="",
@@ -153,34 +192,30 @@ def run_synthesize(
     if not build.gate.passed:
         raise TwinError(failure_message(build))
     say("writing the codebook and report")
-    secure_tmp = event_dir.workdir / "secure"
-    secure_tmp.mkdir(parents=True, exist_ok=True)
-    os.chmod(secure_tmp, 0o700)
-    with tempfile.TemporaryDirectory(dir=secure_tmp) as tmp:
-        files = _twin_files(build, ev.name, settings, Path(tmp))
-        version = (Path(tmp) / "VERSION").read_text(encoding="utf-8")
-        model_key = f"{ev.name}/models/{version}/model.pkl"
-        model = build.fitted.to_bytes()
-        digest = store.put_bytes(SECURE, model_key, model)
-        audit.record("write", SECURE, model_key, digest, len(model))
-        prefix = f"twins/{ev.name}/{version}"
-        say(f"publishing open/{prefix}")
-        if not store.is_complete(OPEN, prefix):
-            manifest = store.publish(
-                OPEN,
-                prefix,
-                dict(files),
-                {
-                    "event": ev.name,
-                    "version": version,
-                    "synthesizer": settings.synthesizer,
-                    "seed": settings.seed,
-                    "rows": len(build.twin),
-                    "quality": outcome.quality,
-                },
-            )
-            for name, entry in manifest["files"].items():
-                audit.record("release", OPEN, f"{prefix}/{name}", entry["sha256"], entry["size"])
+    files = _twin_files(build, ev.name, settings, tmp)
+    version = (tmp / "VERSION").read_text(encoding="utf-8")
+    model_key = f"{ev.name}/models/{version}/model.pkl"
+    model = build.fitted.to_bytes()
+    digest = store.put_bytes(SECURE, model_key, model)
+    audit.record("write", SECURE, model_key, digest, len(model))
+    prefix = f"twins/{ev.name}/{version}"
+    say(f"publishing open/{prefix}")
+    if not store.is_complete(OPEN, prefix):
+        manifest = store.publish(
+            OPEN,
+            prefix,
+            dict(files),
+            {
+                "event": ev.name,
+                "version": version,
+                "synthesizer": settings.synthesizer,
+                "seed": settings.seed,
+                "rows": len(build.twin),
+                "quality": outcome.quality,
+            },
+        )
+        for name, entry in manifest["files"].items():
+            audit.record("release", OPEN, f"{prefix}/{name}", entry["sha256"], entry["size"])
     outcome.version, outcome.released, outcome.prefix = version, True, f"{OPEN}/{prefix}"
     return outcome
 

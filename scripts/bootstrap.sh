@@ -2,6 +2,7 @@
 # Set up what `make demo` / `make test` need on a fresh machine; fast when already done.
 #   scripts/bootstrap.sh python   -> .venv with the pinned packages and hackgap itself
 #   scripts/bootstrap.sh system   -> Debian packages the tests use (as root only)
+#   scripts/bootstrap.sh anonymeter -> .venv-anonymeter: anonymeter's own pins (the twin gate)
 #   scripts/bootstrap.sh docker   -> a Docker engine (Debian's docker.io, dockerd) and debootstrap
 #   scripts/bootstrap.sh hub      -> configurable-http-proxy (npm) and the team servers' Python
 set -euo pipefail
@@ -24,6 +25,32 @@ python_env() {
         echo "pip install failed; the whole log is in $log" >&2
         exit 1
     fi
+    touch "$stamp"
+}
+
+anonymeter_env() {
+    # anonymeter 1.1 pins numpy<1.27 and pyarrow<22 (ours are newer): the twin release gate
+    # runs it in this second environment (synthetic/attacks.py), from its own lock file.
+    local lock=synthetic/anonymeter-requirements.lock stamp=.venv-anonymeter/.installed
+    if [[ -f $stamp && $stamp -nt $lock ]]; then
+        return 0
+    fi
+    local py
+    py=$(command -v python3.11 || command -v python3)
+    [[ -x .venv-anonymeter/bin/python ]] || "$py" -m venv .venv-anonymeter
+    echo "Installing anonymeter into .venv-anonymeter (first run takes about a minute)..."
+    local log=.venv-anonymeter/install.log
+    # --warm compiles anonymeter's numba kernels into the cache the gate uses (~15 s once)
+    local warm
+    warm=$(mktemp -d)
+    if ! { .venv-anonymeter/bin/python -m pip install -r "$lock" \
+        && NUMBA_CACHE_DIR=.venv-anonymeter/numba-cache .venv-anonymeter/bin/python -I \
+            synthetic/anonymeter_runner.py --warm "$warm"; } >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        echo "anonymeter install failed; the whole log is in $log" >&2
+        exit 1
+    fi
+    rm -rf "$warm"
     touch "$stamp"
 }
 
@@ -109,6 +136,7 @@ for what in "$@"; do
     case $what in
         python) python_env ;;
         system) system_packages ;;
+        anonymeter) anonymeter_env ;;
         docker) docker_engine ;;
         hub) hub_parts ;;
         *) echo "unknown bootstrap step: $what" >&2; exit 2 ;;

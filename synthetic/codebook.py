@@ -38,6 +38,65 @@ def _values(spec, twin: pd.Series, info: Coarsening) -> str:
     return f"{len(levels)} values: {shown}" if len(levels) > 12 else shown
 
 
+def _redraw_lines(
+    gate: GateResult, settings: TwinSettings, rows: int, redrawn: Mapping[str, int]
+) -> list[str]:
+    """What was done about rows equal to real ones, in the gate's figures (measured on the
+    release files as read back); a check the gate did not run is said to be not measured."""
+    where = " and ".join(gate.files) if gate.files else "the twin"
+    unique, identical = gate.check("replicated uniques"), gate.check("identical rows")
+    small = gate.check("k-anonymity")
+    k = settings.thresholds.k_anonymity
+    lines = [
+        "- Rows equal to a real pupil's full record that no other pupil shares (replicated"
+        " uniques, synthpop's rule), and rows whose coarsened birth year, sex, wijk and school"
+        f" match fewer than {k} real pupils, were drawn again while sampling"
+        f" ({redrawn.get('replicated uniques', 0):,} and {redrawn.get('k-anonymity', 0):,}"
+        " draws).",
+    ]
+    if unique is None or small is None:
+        lines.append("- Replicated uniques and small groups in the released files: not measured.")
+    else:
+        lines.append(
+            f"- Read back from {where}, the release gate counted {unique.value:,.0f} replicated"
+            f" uniques and {small.value:,.0f} rows in a real group below {k}"
+            f" ({'pass' if unique.passed and small.passed else 'FAIL'}; both must be 0)."
+        )
+    if identical is None:
+        lines.append("- Rows equal to a real row of a shared combination: not measured.")
+    else:
+        lines.append(
+            f"- {round(identical.value * rows):,} rows ({identical.value:.1%}) equal a real row"
+            " of a combination several real pupils share, which singles out no one; the gate"
+            f" allows at most {settings.thresholds.max_identical_share:.0%}"
+            f" ({'pass' if identical.passed else 'FAIL'})."
+        )
+    return lines
+
+
+def _attack_lines(gate: GateResult) -> list[str]:
+    if not gate.attacks:
+        return ["", "Attacks (anonymeter): not run for this twin."]
+    lines = [
+        "",
+        "## Privacy attacks (anonymeter)",
+        "",
+        "Each attack was run with this twin against real pupils used to fit it and against a"
+        " holdout of real pupils it never saw (the control, of the same size); the risk is the"
+        " attack's success beyond the control's, 0 = none, 1 = every attack succeeded.",
+        "",
+        "| attack | risk | 95% interval | success (training / control) | attacks |",
+        "|---|---|---|---|---|",
+    ]
+    for r in gate.attacks:
+        control = "n/a" if r.control_rate is None else f"{r.control_rate:.3f}"
+        lines.append(
+            f"| {r.name} | {r.risk:.3f} | {r.ci[0]:.3f} - {r.ci[1]:.3f} |"
+            f" {r.attack_rate:.3f} / {control} | {r.n_attacks} |"
+        )
+    return lines
+
+
 def render_codebook(
     event: str,
     version: str,
@@ -47,8 +106,9 @@ def render_codebook(
     settings: TwinSettings,
     gate: GateResult,
     extra: Mapping[str, Any] | None = None,
+    redrawn: Mapping[str, int] | None = None,
 ) -> str:
-    """The codebook as Markdown."""
+    """The codebook as Markdown; every privacy statement quotes the gate's own figure."""
     strata = " x ".join(settings.stratify_by) or "the whole table"
     how = _HOW[settings.synthesizer].format(
         strata=strata, epochs=settings.epochs, min_leaf=settings.min_leaf
@@ -74,8 +134,7 @@ def render_codebook(
         " top/bottom coded at the 10th smallest/largest value.",
         "- Area figures (CBS buurt/wijk statistics) are looked up from the area code, so they are"
         f" consistent with it; {keeps}.",
-        "- Rows equal to a real row, or whose coarsened birth year, sex, wijk and school match"
-        f" fewer than {settings.thresholds.k_anonymity} real pupils, were drawn again.",
+        *_redraw_lines(gate, settings, len(twin), redrawn or {}),
         "",
         "## What it is good for, and what not",
         "",
@@ -117,6 +176,7 @@ def render_codebook(
             f"SDMetrics quality {q.overall:.3f} (column shapes {q.column_shapes:.3f}, pair trends"
             f" {q.pair_trends:.3f}); diagnostic {q.diagnostic:.3f}.",
         ]
+    lines += _attack_lines(gate)
     lines += [
         "",
         "## Fidelity: challenge statistics",

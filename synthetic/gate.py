@@ -1,18 +1,23 @@
 """The release gate: every check a twin must pass before it may leave the secure zone.
 
 `GateContext.build` does the real-data side once (coarsening, hashes, quasi-identifier
-counts, train/holdout split); `run_gate` then judges any candidate twin, which is how the
-tests feed it twins that copy rows, erase a gradient or show a rare combination.
+counts, train/holdout split); `run_gate` then judges any candidate twin, and `judge_release`
+judges the release files themselves: it reads twin.parquet and twin.csv back and runs every
+check on each, so what is judged is exactly what would be published. Values are compared by
+their schema-typed text (synthetic.privacy.canonical_text), never by the pandas dtype.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from synthetic.attacks import AttackRisk, AttackSpec, run_attacks
 from synthetic.fidelity import Check, FidelityResult, evaluate_fidelity
 from synthetic.metadata import TABLE, column_metadata
 from synthetic.prepare import Coarsening, check_input, coarsen
@@ -20,9 +25,9 @@ from synthetic.privacy import (
     QuasiIdentifiers,
     dcr_overfitting,
     disclosure_protection,
-    identical_mask,
     rare_value_rows,
     row_hashes,
+    unique_hashes,
 )
 from synthetic.quality import Quality, evaluate
 from synthetic.schema import TableSchema
@@ -52,6 +57,11 @@ class GateResult:
     checks: list[CheckResult] = field(default_factory=list)
     quality: Quality | None = None
     fidelity: list[FidelityResult] = field(default_factory=list)
+    attacks: list[AttackRisk] = field(default_factory=list)
+    files: tuple[str, ...] = ()  # the release files judged (empty: a frame in memory)
+
+    def check(self, name: str) -> CheckResult | None:
+        return next((c for c in self.checks if c.name == name), None)
 
     @property
     def passed(self) -> bool:
@@ -75,8 +85,10 @@ class GateContext:
     train_index: np.ndarray
     holdout_index: np.ndarray
     real_hashes: np.ndarray
+    unique_real: np.ndarray
     qi: QuasiIdentifiers
     columns: list[str]
+    redrawn: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -95,6 +107,7 @@ class GateContext:
         rng = np.random.default_rng(settings.seed)
         n_holdout = min(settings.holdout_rows, len(real) // 5)
         order = rng.permutation(len(real))
+        hashes = row_hashes(real, schema, columns)
         return cls(
             real=real,
             schema=schema,
@@ -104,9 +117,11 @@ class GateContext:
             info=info,
             train_index=np.sort(order[n_holdout:]),
             holdout_index=np.sort(order[:n_holdout]),
-            real_hashes=row_hashes(real, columns),
+            real_hashes=hashes,
+            unique_real=unique_hashes(hashes),
             qi=QuasiIdentifiers.from_real(
                 real,
+                schema,
                 [q for q in settings.quasi_identifiers if q in real.columns],
                 settings.coarsen,
                 settings.thresholds.rare_category_min,
@@ -114,10 +129,50 @@ class GateContext:
             columns=columns,
         )
 
+    def hashes(self, twin: pd.DataFrame) -> np.ndarray:
+        return row_hashes(twin, self.schema, self.columns)
+
+    def replicated_uniques(self, twin: pd.DataFrame) -> np.ndarray:
+        """True for twin rows equal to a real row that no other real row equals (synthpop's
+        replicated uniques): such a row is that person's full record."""
+        return np.isin(self.hashes(twin), self.unique_real)
+
+    def identical(self, twin: pd.DataFrame) -> np.ndarray:
+        """True for twin rows equal to any real row on every synthesised column."""
+        return np.isin(self.hashes(twin), self.real_hashes)
+
     def reject_mask(self, twin: pd.DataFrame) -> np.ndarray:
-        """Rows the sampler must redraw: copies of a real row, or in a real group below k."""
-        bad = identical_mask(self.real_hashes, twin, self.columns)
-        return bad | self.qi.small_group_mask(twin, self.settings.thresholds.k_anonymity)
+        """Rows the sampler must redraw: replicated uniques, or in a real group below k.
+
+        A copy of a common combination discloses nothing and is kept (redrawing it would
+        thin out exactly the most typical pupils); the gate bounds its share instead."""
+        unique = self.replicated_uniques(twin)
+        small = self.qi.small_group_mask(twin, self.settings.thresholds.k_anonymity)
+        for name, mask in (("replicated uniques", unique), ("k-anonymity", small & ~unique)):
+            self.redrawn[name] = self.redrawn.get(name, 0) + int(mask.sum())
+        return unique | small
+
+    def holdout_identical_share(self) -> float:
+        """Share of the holdout (real people the model never saw) equal to a training row:
+        how often a faithful release would repeat a real row by chance of the population."""
+        train = np.unique(self.real_hashes[self.train_index])
+        held = self.real_hashes[self.holdout_index]
+        return float(np.isin(held, train).mean()) if len(held) else 0.0
+
+    def attack_spec(self) -> AttackSpec:
+        s = self.settings
+        known = tuple(c for c in self.schema.with_role("quasi_identifier") if c in self.columns)
+        secrets = tuple(c for c in self.schema.with_role("sensitive") if c in self.columns)
+        groups = tuple(tuple(c for c in g if c in self.columns) for g in s.link_groups)
+        return AttackSpec(
+            columns=tuple(self.columns),
+            link_groups=(groups[0], groups[1]),
+            known=known,
+            secrets=secrets,
+            n_attacks=s.attack_count,
+            n_cols=s.attack_columns,
+            seed=s.seed,
+        )
 
     @property
     def sdtypes(self) -> dict[str, str]:
@@ -142,18 +197,41 @@ def _ratio_check(name: str, value: float, minimum: float, detail: str = "") -> C
     return CheckResult(name, bool(value >= minimum), value, f">= {minimum:g}", detail)
 
 
-def run_gate(ctx: GateContext, twin: pd.DataFrame, quality: bool = True) -> GateResult:
-    """Every gate check on `twin` (released dtypes, the synthesised columns)."""
+def run_gate(
+    ctx: GateContext,
+    twin: pd.DataFrame,
+    quality: bool = True,
+    attacks: bool = False,
+    workdir: Path | None = None,
+) -> GateResult:
+    """Every gate check on `twin` (the synthesised columns, any dtypes).
+
+    `attacks` adds anonymeter's attacks (a subprocess in its own environment, files in
+    `workdir`, a secure-zone directory); the release path, `judge_release`, always runs them.
+    """
     s, t = ctx.settings, ctx.settings.thresholds
     result = GateResult()
-    identical = int(identical_mask(ctx.real_hashes, twin, ctx.columns).sum())
+    unique = int(ctx.replicated_uniques(twin).sum())
+    result.checks.append(
+        CheckResult(
+            "replicated uniques",
+            unique == 0,
+            unique,
+            "0",
+            "twin rows equal to a real row that is unique in the real table (synthpop's rule)",
+        )
+    )
+    identical = int(ctx.identical(twin).sum())
+    share = identical / max(len(twin), 1)
     result.checks.append(
         CheckResult(
             "identical rows",
-            identical <= t.max_identical_rows,
-            identical,
-            f"<= {t.max_identical_rows}",
-            "twin rows equal to a real row on all non-key columns",
+            share <= t.max_identical_share,
+            share,
+            f"<= {t.max_identical_share:g}",
+            f"{identical:,} of {len(twin):,} twin rows equal a real row on every synthesised "
+            f"column; of real people outside the training rows "
+            f"{ctx.holdout_identical_share():.1%} equal a training row",
         )
     )
     small = int(ctx.qi.small_group_mask(twin, t.k_anonymity).sum())
@@ -182,7 +260,9 @@ def run_gate(ctx: GateContext, twin: pd.DataFrame, quality: bool = True) -> Gate
     twin_plain = plain(twin, ctx.schema, ctx.columns)
     train = ctx.coarse.iloc[ctx.train_index]
     holdout = ctx.coarse.iloc[ctx.holdout_index]
-    score, closer = dcr_overfitting(train, holdout, twin_plain, ctx.sdtypes, s.dcr_rows, s.seed)
+    score, closer = dcr_overfitting(
+        train, holdout, twin_plain, ctx.sdtypes, s.dcr_rows, s.seed, ctx.schema
+    )
     result.checks.append(
         _ratio_check(
             "DCR overfitting protection",
@@ -197,14 +277,21 @@ def run_gate(ctx: GateContext, twin: pd.DataFrame, quality: bool = True) -> Gate
         known = [q for q in dict.fromkeys(known) if q in ctx.columns]
         numerical = [c for c in known if ctx.schema[c].type == "numerical"]
         scores = disclosure_protection(
-            ctx.coarse, twin_plain, known, sensitive, numerical, s.disclosure_rows, s.seed
+            ctx.coarse,
+            twin_plain,
+            known,
+            sensitive,
+            numerical,
+            s.disclosure_rows,
+            s.seed,
+            ctx.schema,
         )
         # The same attack with the holdout (real people the model never saw) as the "twin":
         # what any faithful release of this population discloses. Where the population's
         # own structure (e.g. background by wijk) already lies below the threshold, the
         # twin is held to that level instead, less a margin for sampling noise.
         reference = disclosure_protection(
-            train, holdout, known, sensitive, numerical, s.disclosure_rows, s.seed
+            train, holdout, known, sensitive, numerical, s.disclosure_rows, s.seed, ctx.schema
         )
         needed = {
             c: min(t.disclosure_protection_min, reference[c] - DISCLOSURE_MARGIN) for c in sensitive
@@ -220,6 +307,26 @@ def run_gate(ctx: GateContext, twin: pd.DataFrame, quality: bool = True) -> Gate
                 ", ".join(f"{c}: {v:.3f} (holdout {reference[c]:.3f})" for c, v in scores.items()),
             )
         )
+    if attacks:
+        with tempfile.TemporaryDirectory(dir=workdir) as scratch:
+            result.attacks = run_attacks(
+                ctx.real.iloc[ctx.train_index],
+                ctx.real.iloc[ctx.holdout_index],
+                twin,
+                ctx.schema,
+                ctx.attack_spec(),
+                Path(workdir) if workdir else Path(scratch),
+            )
+        for risk in result.attacks:
+            result.checks.append(
+                CheckResult(
+                    f"anonymeter {risk.name}",
+                    risk.risk < t.max_attack_risk,
+                    risk.risk,
+                    f"< {t.max_attack_risk:g}",
+                    risk.detail(),
+                )
+            )
     if quality:
         meta = _metadata(ctx)
         result.quality = evaluate(
@@ -252,6 +359,49 @@ def run_gate(ctx: GateContext, twin: pd.DataFrame, quality: bool = True) -> Gate
             )
         )
     return result
+
+
+def _same(a: float, b: float) -> bool:
+    return (a != a and b != b) or abs(a - b) <= 1e-12
+
+
+def judge_release(
+    ctx: GateContext, read_back: Mapping[str, pd.DataFrame], workdir: Path
+) -> GateResult:
+    """Every check, anonymeter's attacks included, on each release file as read back.
+
+    One line per check: where the files disagree, the failing file's figure is shown (else
+    the first file's) and the other file's figure is named in the detail. Quality, fidelity
+    and attack figures are the first file's (twin.parquet)."""
+    results = {
+        name: run_gate(ctx, df, attacks=True, workdir=workdir) for name, df in read_back.items()
+    }
+    names = list(results)
+    first = results[names[0]]
+    merged = GateResult(
+        quality=first.quality,
+        fidelity=first.fidelity,
+        attacks=first.attacks,
+        files=tuple(names),
+    )
+    for check in first.checks:
+        per_file = {n: results[n].check(check.name) for n in names}
+        failing = [n for n, c in per_file.items() if c is None or not c.passed]
+        shown_file = failing[0] if failing else names[0]
+        shown = per_file[shown_file] or check
+        others = [
+            f"{n}: {c.value:.4g}" if c else f"{n}: not measured"
+            for n, c in per_file.items()
+            if n != shown_file and (c is None or not _same(c.value, shown.value))
+        ]
+        detail = shown.detail
+        if failing or others:
+            where = f"{shown_file}: {shown.value:.4g}" + "".join(f"; {o}" for o in others)
+            detail = f"{detail} [{where}]" if detail else f"[{where}]"
+        merged.checks.append(
+            CheckResult(shown.name, not failing, shown.value, shown.threshold, detail)
+        )
+    return merged
 
 
 def _metadata(ctx: GateContext):

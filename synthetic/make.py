@@ -1,20 +1,25 @@
-"""Make a twin end to end (secure zone): check, coarsen, fit, sample, gate.
+"""Make a twin end to end (secure zone): check, coarsen, fit, sample, write, read back, gate.
 
+The gate judges the release files as read back (synthetic.release), so `TwinBuild.twin` is
+the frame read from twin.parquet and `files` are the very files that may be published.
 Publishing is not here: the flows decide where the result goes, and only if the gate passed.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
 from synthetic.fidelity import Check
 from synthetic.fit import FittedTwin, fit_twin, sample_twin, stratum_labels
-from synthetic.gate import GateContext, GateResult, run_gate
+from synthetic.gate import GateContext, GateResult, judge_release
 from synthetic.prepare import area_columns, attach_areas, restore_dtypes
+from synthetic.release import read_release, sha256, write_release
 from synthetic.schema import TableSchema
 from synthetic.settings import TwinSettings
 
@@ -23,7 +28,10 @@ Progress = Callable[[str], None]
 
 @dataclass
 class TwinBuild:
-    """A candidate twin with its gate verdict; `fitted` stays in the secure zone."""
+    """A candidate twin with its gate verdict; `fitted` stays in the secure zone.
+
+    `twin` is twin.parquet as read back; `files` the release files judged and `digests`
+    their SHA-256 at judging time (the flows publish only files that still match)."""
 
     twin: pd.DataFrame
     gate: GateResult
@@ -31,6 +39,8 @@ class TwinBuild:
     context: GateContext
     rejected: int
     timings: dict[str, float] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 def canonical_order(real: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
@@ -49,8 +59,16 @@ def make_twin(
     checks: Mapping[str, Sequence[Check]] | None = None,
     required: Mapping[str, Sequence[str]] | None = None,
     progress: Progress | None = None,
+    workdir: Path | None = None,
 ) -> TwinBuild:
-    """Fit on the training part of `real`, sample, redraw unsafe rows, and run the gate."""
+    """Fit on the training part of `real`, sample, redraw unsafe rows, write the release
+    files to `workdir` (a secure-zone directory; default a fresh temporary one, removed
+    with its files once the gate has run), read them back and run the gate on them."""
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="hackgap-twin-") as tmp:
+            build = make_twin(real, schema, settings, checks, required, progress, Path(tmp))
+            build.files = {}
+            return build
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -88,7 +106,13 @@ def make_twin(
     timings["sample"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    say("running the release gate")
-    gate = run_gate(ctx, twin)
+    say("writing the release files and reading them back")
+    files = write_release(twin, workdir)
+    digests = {name: sha256(path) for name, path in files.items()}
+    read_back = read_release(files, schema)
+    say("running the release gate on the files as read back (anonymeter included)")
+    gate = judge_release(ctx, read_back, workdir)
     timings["gate"] = time.perf_counter() - started
-    return TwinBuild(twin, gate, fitted, ctx, rejected, timings)
+    return TwinBuild(
+        read_back[next(iter(read_back))], gate, fitted, ctx, rejected, timings, files, digests
+    )

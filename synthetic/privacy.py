@@ -17,35 +17,71 @@ from synthetic.prepare import OTHER
 from synthetic.schema import TableSchema
 
 _NA = "\u2205"
+_TRUE = {"true", "1", "yes", "ja", "j", "y"}
+_FALSE = {"false", "0", "no", "nee", "n"}
 
 
-def _normalised(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """Each column as text, numbers as rounded floats, so real and twin compare like for like."""
+def _number_text(x: float) -> str:
+    """One text per number: whole numbers without a decimal point, others rounded to 6."""
+    if not np.isfinite(x):
+        return _NA if np.isnan(x) else str(x)
+    x = round(float(x), 6)
+    return str(int(x)) if x.is_integer() else repr(x)
+
+
+def _level_text(value: object) -> str:
+    """A category or ordinal level as text: 9, 9.0, "9" and "9.0" are the same level."""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, np.number)):
+        return _number_text(float(value))
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return _number_text(number) if np.isfinite(number) else text
+
+
+def _bool_text(value: object) -> str:
+    text = _level_text(value).lower()
+    return "true" if text in _TRUE else "false" if text in _FALSE else text
+
+
+def canonical_text(
+    df: pd.DataFrame, schema: TableSchema | None, columns: Sequence[str]
+) -> pd.DataFrame:
+    """Each column as text by its declared type, never by the pandas dtype of the moment.
+
+    The same value reads the same whether it came from the sampler (categoricals of ints),
+    the linked table (floats), twin.parquet or twin.csv (strings): numerical columns as
+    numbers, booleans as true/false, categories and ordinal levels as their level text.
+    """
     out = {}
     for name in columns:
         col = df[name]
-        if isinstance(col.dtype, pd.CategoricalDtype):
-            col = col.astype(object)
-        if pd.api.types.is_bool_dtype(col.dtype) or col.dtype == "boolean":
-            col = col.astype(object)
-        if pd.api.types.is_numeric_dtype(col.dtype):
-            values = pd.to_numeric(col, errors="coerce").astype(float).round(6)
-            out[name] = values.astype(str).where(values.notna(), _NA)
+        kind = schema[name].type if schema and name in schema.names else "categorical"
+        if kind == "numerical":
+            values = pd.to_numeric(col.astype(object), errors="coerce").astype(float)
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+            texts = np.array([_number_text(v) for v in uniques] + [_NA], dtype=object)
         else:
-            out[name] = col.astype(str).where(col.notna(), _NA)
+            codes, uniques = pd.factorize(col.astype(object), use_na_sentinel=True)
+            as_text = _bool_text if kind == "boolean" else _level_text
+            texts = np.array([as_text(v) for v in uniques] + [_NA], dtype=object)
+        out[name] = texts[codes]  # code -1 (missing) takes the last entry
     return pd.DataFrame(out, index=df.index)
 
 
-def row_hashes(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    """64-bit hash of each row's normalised values in `columns`."""
-    return pd.util.hash_pandas_object(_normalised(df, columns), index=False).to_numpy()
+def row_hashes(df: pd.DataFrame, schema: TableSchema, columns: Sequence[str]) -> np.ndarray:
+    """64-bit hash of each row's schema-typed text in `columns`."""
+    return pd.util.hash_pandas_object(canonical_text(df, schema, columns), index=False).to_numpy()
 
 
-def identical_mask(
-    real_hashes: np.ndarray, twin: pd.DataFrame, columns: Sequence[str]
-) -> np.ndarray:
-    """True for each twin row equal to some real row on `columns`."""
-    return np.isin(row_hashes(twin, columns), real_hashes)
+def unique_hashes(hashes: np.ndarray) -> np.ndarray:
+    """The hashes that occur exactly once: rows unique in their table."""
+    values, counts = np.unique(hashes, return_counts=True)
+    return values[counts == 1]
 
 
 @dataclass
@@ -56,31 +92,34 @@ class QuasiIdentifiers:
     columns: tuple[str, ...]
     frequent: dict[str, set[str]]
     real_counts: pd.Series
+    schema: TableSchema
 
     @classmethod
     def from_real(
         cls,
         real: pd.DataFrame,
+        schema: TableSchema,
         columns: Sequence[str],
         coarsen: Sequence[tuple[str, str]],
         minimum: int,
     ) -> QuasiIdentifiers:
         mapped = [dict(coarsen).get(c, c) for c in columns]
         mapped = tuple(dict.fromkeys(c for c in mapped if c in real.columns))
-        text = _normalised(real, mapped)
+        text = canonical_text(real, schema, mapped)
         frequent = {}
         for name in mapped:
             counts = text[name].value_counts()
             frequent[name] = set(counts[counts >= minimum].index)
-        qi = cls(columns=mapped, frequent=frequent, real_counts=pd.Series(dtype=int))
+        qi = cls(mapped, frequent, pd.Series(dtype=int), schema)
         qi.real_counts = qi.keys(real).value_counts()
         return qi
 
     def keys(self, df: pd.DataFrame) -> pd.Series:
-        text = _normalised(df, self.columns)
+        text = canonical_text(df, self.schema, self.columns)
         for name in self.columns:
             text[name] = text[name].where(text[name].isin(self.frequent[name]), OTHER)
-        return text.agg("|".join, axis=1) if len(text) else pd.Series(dtype=object)
+        first, *rest = self.columns
+        return text[first].str.cat([text[c] for c in rest], sep="|")
 
     def small_group_mask(self, twin: pd.DataFrame, k: int) -> np.ndarray:
         """True for twin rows whose key matches fewer than k (but at least one) real people."""
@@ -104,9 +143,9 @@ def rare_value_rows(
             t = pd.to_numeric(twin[spec.name], errors="coerce").astype(float)
             bad = int(((t < lo - 1e-9) | (t > hi + 1e-9)).sum())
         else:
-            real_text = _normalised(real, [spec.name])[spec.name]
+            real_text = canonical_text(real, schema, [spec.name])[spec.name]
             counts = real_text[real_text != _NA].value_counts()
-            twin_text = _normalised(twin, [spec.name])[spec.name]
+            twin_text = canonical_text(twin, schema, [spec.name])[spec.name]
             twin_counts = twin_text.map(counts).fillna(0)
             real_value = twin_text.isin(counts.index)
             bad = int(((twin_counts < minimum) & real_value).sum())
@@ -160,6 +199,7 @@ def dcr_overfitting(
     sdtypes: dict[str, str],
     rows: int,
     seed: int,
+    schema: TableSchema | None = None,
 ) -> tuple[float, float]:
     """SDMetrics DCROverfittingProtection on seeded equal-size samples.
 
@@ -170,7 +210,7 @@ def dcr_overfitting(
     sample = lambda df, s: df.sample(n=n, random_state=seed + s).reset_index(drop=True)  # noqa: E731
     sdt = {c: ("numerical" if t == "numerical" else "categorical") for c, t in sdtypes.items()}
     tr, tw, ho = (
-        _as_metric_frame(sample(df, i), sdt) for i, df in enumerate((train, twin, holdout))
+        _as_metric_frame(sample(df, i), sdt, schema) for i, df in enumerate((train, twin, holdout))
     )
     to_train = closest_distances(tw, tr, sdt)
     to_holdout = closest_distances(tw, ho, sdt)
@@ -178,13 +218,16 @@ def dcr_overfitting(
     return min((1.0 - closer) * 2, 1.0), closer
 
 
-def _as_metric_frame(df: pd.DataFrame, sdtypes: dict[str, str]) -> pd.DataFrame:
+def _as_metric_frame(
+    df: pd.DataFrame, sdtypes: dict[str, str], schema: TableSchema | None = None
+) -> pd.DataFrame:
+    """Numbers as floats, everything else as its schema-typed text."""
     out = {}
     for name in df.columns:
         if sdtypes[name] == "numerical":
-            out[name] = pd.to_numeric(df[name], errors="coerce").astype(float)
+            out[name] = pd.to_numeric(df[name].astype(object), errors="coerce").astype(float)
         else:
-            out[name] = _normalised(df, [name])[name]
+            out[name] = canonical_text(df, schema, [name])[name]
     return pd.DataFrame(out)
 
 
@@ -231,6 +274,7 @@ def disclosure_protection(
     numerical: Sequence[str],
     rows: int,
     seed: int,
+    schema: TableSchema | None = None,
 ) -> dict[str, float]:
     """DisclosureProtection per sensitive column, attacker knowing `known` (seeded samples)."""
     n = min(rows, len(real), len(twin))
@@ -238,6 +282,6 @@ def disclosure_protection(
     t = twin.sample(n=n, random_state=seed + 1).reset_index(drop=True)
     cols = list(dict.fromkeys([*known, *sensitive]))
     sdt = {c: ("numerical" if c in numerical else "categorical") for c in cols}
-    r, t = _as_metric_frame(r[cols], sdt), _as_metric_frame(t[cols], sdt)
+    r, t = _as_metric_frame(r[cols], sdt, schema), _as_metric_frame(t[cols], sdt, schema)
     continuous = [c for c in known if c in numerical]
     return {c: cap_disclosure(r, t, known, c, continuous) for c in sensitive}

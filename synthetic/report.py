@@ -100,6 +100,27 @@ def pair_heatmap(columns: list[str], pairs: list[tuple[str, str, float]]) -> str
     return _svg(fig)
 
 
+def _attack_table(gate: GateResult) -> str:
+    """anonymeter's risks with their 95% intervals (figures only)."""
+    if not gate.attacks:
+        return "<h2>Privacy attacks (anonymeter)</h2><p>Not run for this twin.</p>"
+    rows = "".join(
+        f'<tr class="attack"><td>{html.escape(r.name)}</td><td>{r.risk:.3f}</td>'
+        f"<td>{r.ci[0]:.3f} - {r.ci[1]:.3f}</td><td>{r.attack_rate:.3f}</td>"
+        f"<td>{'n/a' if r.control_rate is None else f'{r.control_rate:.3f}'}</td>"
+        f"<td>{r.baseline_rate:.3f}</td><td>{r.n_attacks}</td></tr>"
+        for r in gate.attacks
+    )
+    return (
+        "<h2>Privacy attacks (anonymeter)</h2>"
+        "<p>Each attack used this twin against real pupils it was fitted on and against a"
+        " holdout it never saw (the control, same size); the risk is the success beyond the"
+        " control's.</p><table><tr><th>attack</th><th>risk</th><th>95% interval</th>"
+        "<th>success on training</th><th>success on control</th><th>random guess</th>"
+        f"<th>attacks</th></tr>{rows}</table>"
+    )
+
+
 def render_report(
     event: str,
     version: str,
@@ -136,6 +157,7 @@ def render_report(
         )
     else:
         quality = ""
+    attacks = _attack_table(gate)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Synthetic twin {esc(event)} {esc(version)}</title>
@@ -151,6 +173,7 @@ with cells under {min_cell} hidden; no real row is plotted.</p>
 <table><tr><th>check</th><th>figure</th><th>required</th><th>result</th><th>detail</th></tr>
 {rows}</table>
 {quality}
+{attacks}
 <h2>Distributions: real vs twin</h2>
 <div class="grid">{plots}</div>
 <h2>Pair trends</h2>

@@ -14,19 +14,24 @@ class Thresholds:
     """Release-gate thresholds; the defaults are the safe ones from event.yaml."""
 
     min_quality: float = 0.80
-    max_identical_rows: int = 0
+    max_identical_share: float = 0.15
     dcr_overfitting_min: float = 0.9
     disclosure_protection_min: float = 0.5
     k_anonymity: int = 5
     rare_category_min: int = 10
+    max_attack_risk: float = 0.09
 
     def __post_init__(self) -> None:
-        for name in ("min_quality", "dcr_overfitting_min", "disclosure_protection_min"):
+        for name in (
+            "min_quality",
+            "max_identical_share",
+            "dcr_overfitting_min",
+            "disclosure_protection_min",
+            "max_attack_risk",
+        ):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise TwinError(f"twin.thresholds.{name}: {value} is outside 0..1; set it in 0..1.")
-        if self.max_identical_rows < 0:
-            raise TwinError("twin.thresholds.max_identical_rows: must be 0 or more; set it to 0.")
         if self.k_anonymity < 2:
             raise TwinError("twin.thresholds.k_anonymity: must be at least 2; set it to 5.")
         if self.rare_category_min < 1:
@@ -79,6 +84,14 @@ class TwinSettings:
     eval_rows: int = 5_000
     dcr_rows: int = 2_000
     disclosure_rows: int = 5_000
+    # anonymeter (synthetic/attacks.py): fixed attack counts and seed keep the gate
+    # deterministic; linkability joins the two groups of quasi-identifiers through the twin
+    attack_count: int = 500
+    attack_columns: int = 3
+    link_groups: tuple[tuple[str, ...], tuple[str, ...]] = (
+        ("geboortejaar", "geboortemaand", "geslacht"),
+        ("buurt_code", "wijk_code", "po_brin"),
+    )
 
     def __post_init__(self) -> None:
         if self.synthesizer not in SYNTHESIZERS:

@@ -27,8 +27,10 @@ def test_twin_copying_real_rows_is_blocked(ctx, small_table):
     twin = _released(small_table.iloc[ctx.train_index])  # a model that memorised its rows
     result = run_gate(ctx, twin, quality=False)
     assert not result.passed
-    identical = _check(result, "identical rows")
-    assert not identical.passed and identical.value == len(ctx.train_index)
+    identical = _check(result, "identical rows")  # a share of the twin's rows
+    assert not identical.passed and identical.value == 1.0
+    unique = _check(result, "replicated uniques")  # every row of this table is unique
+    assert not unique.passed and unique.value == len(ctx.train_index)
     dcr = _check(result, "DCR overfitting protection")
     assert not dcr.passed and dcr.value < 0.9
     assert "closer to training" in dcr.detail
