@@ -101,6 +101,7 @@ def fetch_twin(store: ObjectStore, event: str, workdir: Path) -> str:
     for name in manifest["files"]:
         if name in ws.TWIN_FILES:
             store.get_file(OPEN, f"twins/{event}/{version}/{name}", tmp / name)
+            (tmp / name).chmod(0o444)  # open data: readable by a team container's user
     (tmp / ws.VERSION_FILE).write_text(version + "\n", encoding="utf-8")
     tmp.chmod(0o755)
     old = target.with_name(".open-twin.old")
