@@ -32,6 +32,7 @@ from flows.pipeline.audit import AuditLog
 from judging import airlock, freeze, outputcheck, view
 from judging.errors import ReviewError
 from judging.execute import (
+    DockerExecutor,
     Executor,
     LocalExecutor,
     RunSpec,
@@ -95,6 +96,19 @@ def kernel_python(event_dir: EventDir) -> str:
         return sys.executable
     _say(None, "building the notebook environment (once per machine, 1-3 minutes)")
     return str(singleuser.ensure() / "bin" / "python")
+
+
+def default_executor(event_dir: EventDir) -> Executor:
+    """A fresh container per run on the docker backend, else a fresh local process."""
+    if event_dir.event.sandbox.backend == "docker":
+        from sandboxes import docker
+
+        return DockerExecutor(event_dir.event.sandbox.image, docker.SANDBOX_UID)
+    return LocalExecutor()
+
+
+def _docker(event_dir: EventDir) -> bool:
+    return event_dir.event.sandbox.backend == "docker"
 
 
 def run_account(kind: str, team: str) -> str | None:
@@ -320,11 +334,11 @@ def rerun_team(
         data=files,
         result_dir=tdir / "twin",
         runs_root=_review_root(event_dir) / "runs",
-        python=kernel_python(event_dir),
-        user=run_account("twin", team.name),
+        python=sys.executable if _docker(event_dir) else kernel_python(event_dir),
+        user=None if _docker(event_dir) else run_account("twin", team.name),
         **_limits(event_dir),
     )
-    result = run_notebook(spec, executor or LocalExecutor())
+    result = run_notebook(spec, executor or default_executor(event_dir))
     refresh_view(event_dir, team.name)
     return {"team": team.name, **result.to_json()}
 
@@ -360,7 +374,8 @@ def run_rerun(
 ) -> list[dict]:
     """Re-run every frozen notebook on the newest twin, in parallel."""
     twin = fetch_twin(event_dir, store)
-    kernel_python(event_dir)  # one clear sentence before any run starts
+    if not _docker(event_dir):
+        kernel_python(event_dir)  # one clear sentence before any run starts
 
     def one(team: Team) -> dict:
         result = rerun_team(event_dir, team, twin, executor)
@@ -411,15 +426,16 @@ def verify_team(
         data={"twin.parquet": path},
         result_dir=tdir / "real",
         runs_root=_review_root(event_dir) / "runs",
-        python=kernel_python(event_dir),
-        user=run_account("real", team.name),
+        python=sys.executable if _docker(event_dir) else kernel_python(event_dir),
+        user=None if _docker(event_dir) else run_account("real", team.name),
         network=False,
         **_limits(event_dir),
     )
-    from judging.execute import isolated_or_refuse
+    if not _docker(event_dir):
+        from judging.execute import isolated_or_refuse
 
-    isolated_or_refuse(spec, f"verifying team {team.name} on real data")
-    result = run_notebook(spec, executor or LocalExecutor())
+        isolated_or_refuse(spec, f"verifying team {team.name} on real data")
+    result = run_notebook(spec, executor or default_executor(event_dir))
     verdicts = outputcheck.check_outputs(
         tdir / "real" / "outputs", _rules(event_dir, team, packs), set(twin_columns)
     )
@@ -673,7 +689,8 @@ def _prefect_flows() -> dict[str, Any]:
         (`review.workers` at once: the CLI sets the task runner with `with_options`)."""
         event_dir, store = load(event_path)
         twin = fetch_twin(event_dir, store)
-        kernel_python(event_dir)
+        if not _docker(event_dir):
+            kernel_python(event_dir)
         names = [t.name for t in event_dir.event.teams]
         futures = [rerun_task.submit(event_path, name, twin) for name in names]
         results = _collect(futures, names)

@@ -260,8 +260,8 @@ class LocalExecutor:
 
     def prepare(self, spec: RunSpec) -> Path:
         """A new work tree (any left by a killed run, and its processes, are removed first)."""
-        ids = _ids(spec.user)
-        _kill_leftovers(ids)
+        ids = self._owner(spec)
+        _kill_leftovers(_ids(spec.user))
         self.cleanup(spec)
         runs_root = Path(spec.runs_root).resolve()
         runs_root.mkdir(parents=True, exist_ok=True)
@@ -293,12 +293,29 @@ class LocalExecutor:
             _chown(runtime, uid, gid, 0o700)
         return work
 
+    def _owner(self, spec: RunSpec) -> tuple[int, int] | None:
+        """(uid, gid) the kernel runs as, for the work tree's ownership (None: ourselves)."""
+        return _ids(spec.user)
+
+    def _seen(self, spec: RunSpec, work: Path) -> Path:
+        """Where the kernel sees the work tree: on a root host also at the stage path (under
+        /run, traversable), so its account never traverses the private folders above it."""
+        return STAGE_ROOT / work.name if _ids(spec.user) else work
+
+    def _kernel_prefix(self, spec: RunSpec, work: Path, env_vars: dict) -> list[str]:
+        env_args = ["env", "-i", *(f"{k}={v}" for k, v in env_vars.items())]
+        fsize = ["prlimit", f"--fsize={spec.disk_limit}", "--"]
+        if not _ids(spec.user):
+            return [*fsize, *env_args]
+        isolate = ["unshare", "--mount", "--propagation", "private"]
+        if not spec.network:
+            isolate.insert(1, "--net")
+        prefix = [*isolate, "sh", "-c", _SANDBOX_SH, "sandbox", "{connection_file}"]
+        return [*prefix, *fsize, *env_args]
+
     def _command(self, spec: RunSpec, work: Path) -> tuple[list[str], dict]:
-        ids = _ids(spec.user)
-        # Paths the kernel uses: on a root host the work tree is also mounted at the stage
-        # path (under /run, traversable), so the run's account never needs to traverse the
-        # (private) folders above the work tree.
-        seen = STAGE_ROOT / work.name if ids else work
+        ids = self._owner(spec)
+        seen = self._seen(spec, work)
         env_vars = {
             "HOME": str(seen / "home"),
             "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -307,16 +324,7 @@ class LocalExecutor:
             "PYTHONDONTWRITEBYTECODE": "1",
             "HACKGAP_TWIN": str(seen / "twin" / "twin.parquet"),
         }
-        env_args = ["env", "-i", *(f"{k}={v}" for k, v in env_vars.items())]
-        fsize = ["prlimit", f"--fsize={spec.disk_limit}", "--"]
-        if ids:
-            isolate = ["unshare", "--mount", "--propagation", "private"]
-            if not spec.network:
-                isolate.insert(1, "--net")
-            prefix = [*isolate, "sh", "-c", _SANDBOX_SH, "sandbox", "{connection_file}"]
-            prefix += [*fsize, *env_args]
-        else:
-            prefix = [*fsize, *env_args]
+        prefix = self._kernel_prefix(spec, work, env_vars)
         driver_spec = {
             "notebook": str(work / "submission" / Path(spec.notebook).name),
             "out_dir": str(work / "driver"),
@@ -382,7 +390,11 @@ class LocalExecutor:
             proc.wait()
             log.close()
             _kill_leftovers(_ids(spec.user))
+            self._stop(work)
         return {"killed": reason, "seconds": round(time.monotonic() - started, 3)}
+
+    def _stop(self, work: Path) -> None:
+        """Stop whatever the run left outside our process tree (containers)."""
 
     @staticmethod
     def _data_bytes(spec: RunSpec) -> int:
@@ -492,3 +504,64 @@ def group_name(gid: int) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
+
+
+class DockerExecutor(LocalExecutor):
+    """The kernel in a fresh container of the sandbox image (the `docker` backend): no network,
+    memory and process limits, no capabilities, read-only root, the work tree bind-mounted at
+    its own path and the sockets' folder beside it; the driver stays on the host."""
+
+    def __init__(self, image: str, uid: int = 1000, python: str = "/opt/venv/bin/python"):
+        self.image, self.uid, self.python = image, uid, python
+
+    def _owner(self, spec: RunSpec) -> tuple[int, int]:
+        return self.uid, self.uid
+
+    def _seen(self, spec: RunSpec, work: Path) -> Path:
+        return work
+
+    @staticmethod
+    def _name(work: Path) -> str:
+        return f"hackgap-run-{work.name[-16:]}"
+
+    def _kernel_prefix(self, spec: RunSpec, work: Path, env_vars: dict) -> list[str]:
+        runtime = self._runtime(work)
+        env = {**env_vars, "HOME": "/tmp", "PATH": "/opt/venv/bin:/usr/bin:/bin"}
+        docker = [
+            "docker", "run", "--rm", "-i", "--name", self._name(work),
+            "--label", "hackgap.review=1",
+            "--network", "none" if not spec.network else "bridge",
+            "--memory", str(spec.mem_limit), "--memory-swap", str(spec.mem_limit),
+            "--pids-limit", "256", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", "--user", f"{self.uid}:{self.uid}",
+            "--read-only", "--tmpfs", "/tmp:rw,size=256m,mode=1777",
+            "-v", f"{work / 'twin'}:{work / 'twin'}:ro",
+            "-v", f"{work / 'submission'}:{work / 'submission'}",
+            "-v", f"{runtime}:{runtime}",
+            "-w", str(work / "submission"),
+            *(a for k, v in env.items() for a in ("-e", f"{k}={v}")),
+            self.image,
+        ]  # fmt: skip
+        chown = 'chown "$HG_UID:$HG_GID" "$1"; shift; exec "$@"'
+        return ["sh", "-c", chown, "sandbox", "{connection_file}", *docker]
+
+    def _command(self, spec: RunSpec, work: Path) -> tuple[list[str], dict]:
+        spec = _replace(spec, python=self.python)
+        cmd, env = super()._command(spec, work)
+        env.update(HG_UID=str(self.uid), HG_GID=str(self.uid))
+        return cmd, env
+
+    def cleanup(self, spec: RunSpec) -> None:
+        work = self._work(spec)
+        if work is not None:
+            self._stop(work)  # a container left by a killed run
+        super().cleanup(spec)
+
+    def _stop(self, work: Path) -> None:
+        subprocess.run(["docker", "rm", "-f", self._name(work)], capture_output=True, check=False)
+
+
+def _replace(spec: RunSpec, **changes) -> RunSpec:
+    from dataclasses import replace
+
+    return replace(spec, **changes)
