@@ -615,7 +615,7 @@ def _fence(hub: HubService, state: ServiceState) -> list[str]:
     return []
 
 
-def _stop_hub(hub: HubService) -> None:
+def _stop_hub(hub: HubService, workdir: Path | None = None) -> None:
     """Stop team servers, the hub (and its services) and the proxy; nothing is left behind."""
     if os.geteuid() == 0:
         from sandboxes import firewall
@@ -633,6 +633,26 @@ def _stop_hub(hub: HubService) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
     psutil.wait_procs(leftover, timeout=5)
     _stop(hub.proxy_pid, hub.proxy_started)
+    if workdir is not None:
+        _stop_containers(workdir)
+
+
+def _stop_containers(workdir: Path) -> None:
+    """docker backend: the team containers outlive the hub (cleanup_servers is off)."""
+    from sandboxes import hubconfig
+
+    try:
+        settings = json.loads(
+            (layout.hub_dir(workdir) / hubconfig.SETTINGS_FILE).read_text(encoding="utf-8")
+        )
+    except (OSError, ValueError):
+        return
+    if settings.get("backend") != "docker":
+        return
+    from sandboxes import docker
+
+    with contextlib.suppress(docker.SandboxError):
+        docker.cleanup_event(settings["event"])
 
 
 def hub_settings(event_dir, *, port: int, hub_port: int, proxy_api_port: int, judge_port: int = 0):
@@ -827,7 +847,7 @@ def _live(state: ServiceState) -> ServiceState:
     hub = state.hub
     if hub and not (_alive(hub.pid, hub.started) and _alive(hub.proxy_pid, hub.proxy_started)):
         notes.append(f"the hub (pid {hub.pid}) or its proxy had stopped")
-        _stop_hub(hub)
+        _stop_hub(hub, state.workdir)
         hub = None
     return ServiceState(state.workdir, s3, prefect, notes, hub)
 
@@ -883,7 +903,7 @@ def down(workdir: Path, *, s3: bool = True, prefect: bool = True, hub: bool = Tr
         stopped_hub = state.hub if hub else None
         notes = list(state.notes)
         if stopped_hub:
-            _stop_hub(stopped_hub)
+            _stop_hub(stopped_hub, workdir)
         if stopped_s3:
             if stopped_s3.kind == "moto":
                 try:

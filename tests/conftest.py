@@ -196,7 +196,7 @@ def make_hub_event(root: Path, teams: dict[str, list[str]], *, name: str = "hub-
     return root
 
 
-def publish_test_twin(store, event: str, rows: int = 600, version: str = "v-test") -> str:
+def publish_test_twin(store, event: str, rows: int = 120, version: str = "v-test") -> str:
     """A small released twin under open/twins/<event>/<version>/: invented rows with the
     analysis table's columns (the synthetic tests' table maker), so starters run on it."""
     import importlib.util

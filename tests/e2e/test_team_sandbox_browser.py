@@ -85,6 +85,7 @@ def test_team_runs_the_starter_and_shares_it_live(hub_event, chromium):
         output = alice.locator(".jp-OutputArea-output", has_text="rijen").first
         output.wait_for(timeout=240_000)
         shown = ROWS.search(output.inner_text())
+        output.scroll_into_view_if_needed()
         _shot(alice, "2-alice-ran-starter")
         assert shown, output.inner_text()
         assert int(re.sub(r"[,.]", "", shown.group(1))) == rows
@@ -93,6 +94,7 @@ def test_team_runs_the_starter_and_shares_it_live(hub_event, chromium):
         _open_notebook(amir, url, account)
         seen = amir.locator(".jp-OutputArea-output", has_text="rijen").first
         seen.wait_for(timeout=120_000)
+        seen.scroll_into_view_if_needed()
         _shot(amir, "3-amir-sees-alices-output")
         assert ROWS.search(seen.inner_text()).group(1) == shown.group(1)
 
