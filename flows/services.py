@@ -676,7 +676,22 @@ def hub_settings(event_dir, *, port: int, hub_port: int, proxy_api_port: int, ju
                 "sandbox.auth is oauth but sandbox.oauth is missing; add a provider "
                 "(provider: github|generic, with its URLs) or use auth: hackgap."
             )
-        auth |= ev.sandbox.oauth.model_dump()
+        oauth = ev.sandbox.oauth
+        if oauth.provider == "generic":
+            missing = [k for k in ("authorize_url", "token_url", "userdata_url")
+                       if not getattr(oauth, k)]  # fmt: skip
+            if missing:
+                raise ServiceError(
+                    f"sandbox.oauth (generic) needs {', '.join(missing)}: add your OpenID "
+                    "Connect provider's endpoints to event.yaml."
+                )
+        for name in (oauth.client_id_env, oauth.client_secret_env):
+            if not os.environ.get(name):
+                raise ServiceError(
+                    f"sandbox.auth is oauth but the environment variable {name} is not set; "
+                    "export the OAuth app's client id and secret before `services up`."
+                )
+        auth |= oauth.model_dump()
     judge = None
     if importlib.util.find_spec("judging.webapp") is not None:  # F's module, when it exists
         judge = {

@@ -231,3 +231,22 @@ def test_proxy_routes_only_team_accounts_to_servers(hub_event):
     routes = requests.get(api, headers={"Authorization": f"token {token}"}, timeout=10).json()
     users = {r.split("/")[2] for r in routes if r.startswith("/user/")}
     assert users == {layout.team_account(t) for t in hub_event.teams}
+
+
+def test_starter_notebooks_run_top_to_bottom_inside_the_team_sandbox(hub_event):
+    a, _ = _teams(hub_event)
+    challenges = layout.workspace_dir(hub_event.workdir, a) / layout.CHALLENGES_DIR
+    code = f"""
+import nbformat
+from pathlib import Path
+from nbclient import NotebookClient
+for starter in sorted(Path({str(challenges)!r}).glob("*/starter.ipynb")):
+    nb = nbformat.read(starter, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={{"metadata": {{"path": str(starter.parent)}}}}).execute()
+    print("ran", starter.parent.name, sum(c.cell_type == "code" for c in nb.cells))
+"""
+    printed = run_in_kernel(
+        hub_event.url, layout.team_account(a), _token(hub_event, "amir"), code, timeout=600
+    )
+    assert "ran advieskloof" in printed, printed[-2000:]

@@ -150,3 +150,12 @@ def test_no_released_twin_changes_nothing(hub_event, store):
         run_provision(event_dir, store)
     assert set(hub_event.api.users()) == users
     assert teams_file(hub_event.workdir).read_text() == teams
+
+
+def test_oauth_without_client_credentials(tmp_path, monkeypatch):
+    monkeypatch.delenv("HACKGAP_OAUTH_CLIENT_ID", raising=False)
+    sandbox = "sandbox:\n  auth: oauth\n  oauth: {provider: github}\n"
+    event_dir = load_event(_event(tmp_path, {"team-a": ["anna"]}, sandbox=sandbox))
+    with pytest.raises(services.ServiceError, match="HACKGAP_OAUTH_CLIENT_ID is not set"):
+        services.hub_up(event_dir)
+    assert not _hub_processes(event_dir.workdir)
