@@ -48,6 +48,7 @@ ATTACK = (
     "fetch('/services/judge/api/sheets').then(r => document.title = 'leak ' + r.status)</script>"
     "<img src='x' onerror=\"document.body.setAttribute('data-pwned-img', 'onerror')\">"
 )
+TIMEOUT_MS = 60_000  # two cores shared with the rest of the suite: pages can be slow
 RUBRIC = {"vraag": 4, "methode": 3, "inzicht": 4, "privacy": 5, "communicatie": 2}
 
 
@@ -237,6 +238,15 @@ def test_team_members_and_judges_outside_their_role_are_refused(judge_hub):
     assert not any(team in organiser.get("organiser").text for team in TEAMS)
 
 
+def _new_page(browser):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    page = browser.new_context().new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    return page
+
+
 def _browser_login(page, hub, user: str) -> None:
     page.goto(hub["url"] + "/services/judge/")
     page.fill("input[name=username]", user)
@@ -256,12 +266,12 @@ def test_judge_scores_in_the_browser_and_the_organiser_sees_the_leaderboard(judg
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            organiser = browser.new_context().new_page()
+            organiser = _new_page(browser)
             _browser_login(organiser, hub, ORGANISER)
             row = organiser.locator(f"#leaderboard tr[data-code='{code}']")
             expect(row.locator("td.judges")).to_have_text("0")  # before the judge submits
 
-            member = browser.new_context().new_page()
+            member = _new_page(browser)
             member.goto(hub["url"] + "/services/judge/")
             member.fill("input[name=username]", "anna")
             member.fill("input[name=password]", hub["passwords"]["anna"])
@@ -272,7 +282,7 @@ def test_judge_scores_in_the_browser_and_the_organiser_sees_the_leaderboard(judg
             assert not any(f"S0{i}" in member.content() for i in range(1, 4))
             member.screenshot(path=ARTIFACTS / "team-member-refused.png", full_page=True)
 
-            page = browser.new_context().new_page()
+            page = _new_page(browser)
             page.on("dialog", lambda dialog: dialog.accept())
             _browser_login(page, hub, judge)
             rows = page.locator("#assigned tbody tr")
@@ -338,7 +348,9 @@ def test_a_notebook_cannot_run_script_in_the_judges_browser(judge_hub):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
+            expect.set_options(timeout=TIMEOUT_MS)
             context = browser.new_context()
+            context.set_default_timeout(TIMEOUT_MS)
             page = context.new_page()
             _browser_login(page, hub, judge)
             # the payload works where nothing stops it (a page without our policy) ...
