@@ -52,7 +52,7 @@ def docker_hub(docker_engine, sandbox_image) -> Iterator[SimpleNamespace]:
         store = ObjectStore.from_env({
             "HACKGAP_S3_ENDPOINT": state.s3.endpoint, "HACKGAP_S3_ACCESS_KEY":
             state.s3.access_key, "HACKGAP_S3_SECRET_KEY": state.s3.secret_key})  # fmt: skip
-        publish_test_twin(store, name)
+        publish_test_twin(store, name, rows=120)
         services.hub_up(event_dir)
         run_provision(event_dir, store, start=True)
         hub = services.status(workdir).hub
