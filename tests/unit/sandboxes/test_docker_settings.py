@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -55,3 +56,18 @@ def test_spawner_escape_keeps_slugs_and_escapes_the_rest():
     escape = sd.DockerTeamSpawner._slug_or_escape(spawner)
     assert escape("alpha-collab") == "alpha-collab"
     assert escape("Alice@x") != "Alice@x"
+
+
+def test_compose_publishes_store_and_prefect_on_loopback_only():
+    import yaml
+
+    root = Path(__file__).resolve().parents[3]
+    compose = yaml.safe_load((root / "infra" / "compose.yaml").read_text())
+    services = compose["services"]
+    for name in ("store", "prefect"):
+        assert services[name]["ports"], name
+        assert all(str(port).startswith("127.0.0.1:") for port in services[name]["ports"]), name
+        assert not any("docker.sock" in v for v in services[name].get("volumes", []))
+    hub = services["hub"]
+    assert hub["network_mode"] == "host" and "NET_ADMIN" in hub["cap_add"]
+    assert hub["cap_drop"] == ["ALL"]
