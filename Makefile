@@ -19,6 +19,8 @@ setup: $(STAMP) $(ANONYMETER)
 
 demo: $(STAMP) $(ANONYMETER)
 	scripts/bootstrap.sh hub
+	@# an existing demo event that chose the docker backend needs an engine (root: installed)
+	@if grep -qs 'backend: *docker' $(DEMO_DIR)/event.yaml; then scripts/bootstrap.sh docker; fi
 	$(BIN)/hackgap demo $(DEMO_DIR)
 
 test: $(STAMP) $(ANONYMETER)
