@@ -117,7 +117,7 @@ print(tried)
 """
 
 FOREVER = "import time\nwhile True:\n    time.sleep(1)\n"
-HOG = "blocks = []\nwhile True:\n    blocks.append(bytearray(200 * 2**20))\n"
+HOG = 'blocks = []\nwhile True:\n    blocks.append(b"x" * (200 * 2**20))  # touched pages count\n'
 FILLER = (
     "import os\nfor i in range(60):\n"
     "    with open(f'outputs/junk{i}.bin', 'wb') as f:\n"
@@ -281,7 +281,7 @@ def test_review_end_to_end(event, store, listener):
     hostile = {o["name"]: o for o in status["hostile"]["outputs"]}
     assert hostile["rows.csv"]["verdict"] == "unsafe" and "row-level" in hostile["rows.csv"]["rule"]
     assert "below 10" in hostile["crosstab.csv"]["rule"]
-    assert "1 cell(s) below 10" in hostile["means_of_one.csv"]["rule"]
+    assert "400 cell(s) below 10" in hostile["means_of_one.csv"]["rule"]
     assert hostile["attempts.json"]["verdict"] == "review"
     assert {o["status"] for o in hostile.values()} <= {"withheld", "pending"}
     assert MARKER not in json.dumps(status) and RARE not in json.dumps(status)
