@@ -60,6 +60,13 @@ def _spec(root: Path, data: Path, notebook: Path, index: int, python: str):
     )
 
 
+def _remove_accounts(users: list[str | None]) -> None:
+    import subprocess
+
+    for user in filter(None, set(users)):
+        subprocess.run(["userdel", user], capture_output=True, check=False)
+
+
 def _python() -> str:
     import sys
 
@@ -98,9 +105,14 @@ def run(quick: bool) -> list[Result]:
             _spec(root, data, notebooks[names[i % len(names)]], i, python) for i in range(count)
         ]
         started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=cores) as pool:
-            results = list(pool.map(run_notebook, specs))
-        wall = time.perf_counter() - started
+        try:
+            with ThreadPoolExecutor(max_workers=cores) as pool:
+                results = list(pool.map(run_notebook, specs))
+            wall = time.perf_counter() - started
+        finally:
+            _remove_accounts(
+                [s.user for s in specs] + [f"hgb-bench-{90 + i:02d}" for i in range(2)]
+            )
     failed = [r for r in results if not r.ok]
     return [
         Result(
