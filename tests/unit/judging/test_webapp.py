@@ -296,3 +296,38 @@ def test_after_judging_closes_sheets_cannot_change(app, workdir):
     assert refused.status_code == 409 and "closed" in refused.json()["detail"]
     assert eva.get(PREFIX + f"api/sheets/{code}").json()["scores"] == {"vraag": 3}
     assert "Judging is closed" in _client(app, "tok-olga").get(PREFIX + "organiser").text
+
+
+def test_reads_what_the_review_stage_writes(tmp_path):
+    """The contract with judging.view.write_view (the review stage's writer), not a copy."""
+    from judging.view import write_view
+    from judging.webapp.view import load_view, notebook_html, preview
+
+    rerun = tmp_path / "rerun"
+    (rerun / "outputs").mkdir(parents=True)
+    (rerun / "outputs" / "gap.csv").write_text("group,gap\nlow,0.21\n")
+    (rerun / "outputs" / "note.txt").write_text("twin only")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Executed on the twin")]
+    nbformat.write(nb, rerun / "executed.ipynb")
+    (rerun / "result.json").write_text(
+        json.dumps({"status": "ok", "seconds": 3.2, "outputs": ["gap.csv", "note.txt"]})
+    )
+    real = tmp_path / "real"
+    (real / "outputs").mkdir(parents=True)
+    (real / "outputs" / "gap.csv").write_text("group,gap\nlow,0.25\n")
+    (real / "outputs" / "note.txt").write_text("real, withheld")
+    write_view(
+        layout.judge_view_dir(tmp_path, "team-noord"), team="team-noord",
+        challenge="advieskloof", frozen={"submitted_at": "2026-11-27T14:00:00", "sha256": "ab"},
+        rerun_dir=rerun, real_dir=real, verification="done",
+        airlock_entries=[{"name": "gap.csv", "status": "released"},
+                         {"name": "note.txt", "status": "rejected"}],
+    )  # fmt: skip
+    view = load_view(tmp_path, "team-noord")
+    assert (view.challenge, view.rerun["status"]) == ("advieskloof", "ok")
+    by_name = {o.name: o for o in view.outputs}
+    assert preview(view.file(by_name["gap.csv"].real))["rows"] == [["low", "0.25"]]
+    assert preview(view.file(by_name["gap.csv"].twin))["rows"] == [["low", "0.21"]]
+    assert by_name["note.txt"].real is None and by_name["note.txt"].real_status == "withheld"
+    assert "Executed on the twin" in notebook_html(view)
