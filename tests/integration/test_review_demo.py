@@ -89,3 +89,22 @@ def test_demo_step_leaves_checked_outputs_in_the_airlock(demo_event, store):
     printed = json.loads(result.output)
     assert [s["team"] for s in printed] == ["team-noord", "team-zuid"]
     assert printed[0]["submission"]["sha256"] == noord["submission"]["sha256"]
+
+    # an organiser releases one output through the CLI; a team member cannot
+    approve = [
+        "airlock",
+        str(demo_event.root),
+        "--team",
+        "team-noord",
+        "--output",
+        "advies_naar_inkomen.csv",
+        "--approve",
+        "--comment",
+        "counts >= 10, rounded",
+    ]
+    result = CliRunner().invoke(app, [*approve, "--reviewer", "anna"])
+    assert result.exit_code != 0 and "not an organiser" in str(result.exception)
+    result = CliRunner().invoke(app, [*approve, "--reviewer", "org-olga"])
+    assert result.exit_code == 0 and "released" in result.output, result.output
+    view_dir = layout.judge_view_dir(demo_event.workdir, "team-noord")
+    assert (view_dir / "released" / "advies_naar_inkomen.csv").is_file()
