@@ -98,7 +98,8 @@ class LinkResult:
 
 def normalise_postcode(values: pd.Series) -> pd.Series:
     """`9711 AB` / `9711ab` -> `9711AB`; empty -> missing."""
-    out = values.astype("string").str.replace(" ", "", regex=False).str.upper()
+    # Arrow strings: the replace and upper run as Arrow kernels, not per Python object
+    out = values.astype("string[pyarrow]").str.replace(" ", "", regex=False).str.upper()
     return out.mask(out == "")
 
 
@@ -327,10 +328,35 @@ def train_model_em(left: pd.DataFrame, right: pd.DataFrame, settings: LinkSettin
     return _smooth(model, len(left), settings.u_max_pairs)
 
 
-def _score(
-    left: pd.DataFrame, right: pd.DataFrame, model: dict, settings: LinkSettings
-) -> pd.DataFrame:
-    """All blocked pairs with their match weight and probability (Splink, DuckDB)."""
+# Per school identity, its best and runner-up candidate among Splink's scored pairs, in
+# DuckDB: the pairs grow with the population (millions at 2,000,000 persons) and never
+# need to leave the database. Order: highest weight first, then lowest person id.
+_BEST_TWO = """
+WITH p AS (
+  SELECT CASE WHEN source_dataset_l = 'brp' THEN unique_id_r ELSE unique_id_l END AS sid,
+         CASE WHEN source_dataset_l = 'brp' THEN unique_id_l ELSE unique_id_r END AS pid,
+         match_weight AS weight, match_probability AS prob
+  FROM {pairs}),
+r AS (SELECT *, row_number() OVER (PARTITION BY sid ORDER BY weight DESC, pid) AS rn
+      FROM p QUALIFY rn <= 2)
+SELECT sid, any_value(pid) FILTER (WHERE rn = 1) AS pid,
+       any_value(weight) FILTER (WHERE rn = 1) AS weight,
+       any_value(weight) FILTER (WHERE rn = 2) AS second,
+       any_value(prob) FILTER (WHERE rn = 1) AS prob
+FROM r GROUP BY sid ORDER BY sid
+"""
+
+
+@dataclass
+class _Scored:
+    best: pd.DataFrame  # per sid: pid, weight, second, prob (best two candidates)
+    pairs: int
+    by_rule: dict[int, int]
+    seconds_predict: float
+
+
+def _score(left: pd.DataFrame, right: pd.DataFrame, model: dict, settings: LinkSettings) -> _Scored:
+    """Score all blocked pairs (Splink, DuckDB); keep each identity's best two candidates."""
     from splink import DuckDBAPI, Linker
 
     model = {**model, "probability_two_random_records_match": 1.0 / max(len(right), 2)}
@@ -341,41 +367,38 @@ def _score(
         sdf_r = db.register(right, dataset_display_name="brp")
         linker = Linker([sdf_l, sdf_r], model, log_level=logging.ERROR)
         t0 = time.perf_counter()
-        pairs = linker.inference.predict(warning_mode="never").as_pandas_dataframe()
-        pairs.attrs["seconds_predict"] = time.perf_counter() - t0
+        scored = linker.inference.predict(warning_mode="never")
+        seconds = time.perf_counter() - t0
+        table = scored.physical_name
+        rules = con.sql(f"SELECT CAST(match_key AS BIGINT), count(*) FROM {table} GROUP BY 1")
+        by_rule = {int(k): int(n) for k, n in rules.fetchall()}
+        best = con.sql(_BEST_TWO.format(pairs=table)).df()
     finally:
         con.close()
-    return pairs
+    best = best.astype({"sid": np.int64, "pid": np.int64}).set_index("sid")
+    return _Scored(best, sum(by_rule.values()), by_rule, seconds)
 
 
-def _orient(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Pairs as (school identity, person) whichever side Splink put them on."""
-    flip = pairs["source_dataset_l"] == "brp"
-    return pd.DataFrame(
-        {
-            "sid": np.where(flip, pairs["unique_id_r"], pairs["unique_id_l"]).astype(np.int64),
-            "pid": np.where(flip, pairs["unique_id_l"], pairs["unique_id_r"]).astype(np.int64),
-            "weight": pairs["match_weight"].astype(float),
-            "prob": pairs["match_probability"].astype(float),
-            "rule": pairs["match_key"].astype(int) if "match_key" in pairs else 0,
-        }
-    )
+def _status(best: pd.DataFrame, threshold: float, margin: float) -> pd.DataFrame:
+    """Accept the best candidate if above threshold and clear of the runner-up."""
+    clear = best["second"].isna() | (best["weight"] - best["second"] >= margin)
+    above = best["prob"] >= threshold
+    best["status"] = np.where(above & clear, PROBABILISTIC, np.where(above, TIE, BELOW_THRESHOLD))
+    return best
 
 
 def decide(pairs: pd.DataFrame, threshold: float, margin: float) -> pd.DataFrame:
     """Per school identity: best candidate, runner-up weight, and accept/why not.
 
     `pairs` has columns sid, pid, weight, prob. Returns one row per sid with
-    columns pid, weight, second, status.
+    columns pid, weight, second, status. (The link itself picks the best two in
+    DuckDB, `_BEST_TWO`, in the same order.)
     """
     ordered = pairs.sort_values(["sid", "weight", "pid"], ascending=[True, False, True])
     best = ordered.drop_duplicates("sid", keep="first").set_index("sid")
     second = ordered[ordered.duplicated("sid", keep="first")].drop_duplicates("sid")
     best["second"] = second.set_index("sid")["weight"].reindex(best.index)
-    clear = best["second"].isna() | (best["weight"] - best["second"] >= margin)
-    above = best["prob"] >= threshold
-    best["status"] = np.where(above & clear, PROBABILISTIC, np.where(above, TIE, BELOW_THRESHOLD))
-    return best
+    return _status(best, threshold, margin)
 
 
 MIN_LABELLED = 100  # fewer known true pairs than this: train without labels (EM)
@@ -448,16 +471,14 @@ def probabilistic_link(
         else:
             stats.training = TRAINED_BY_EM
             model = train_model_em(left.reset_index(drop=True), pool_features, settings)
-        pairs = _score(left.reset_index(drop=True), right, model, settings)
-        stats.seconds_predict = float(pairs.attrs.get("seconds_predict", 0.0))
-        oriented = _orient(pairs)
-        stats.pairs_compared = len(oriented)
-        by_rule = oriented["rule"].value_counts()
+        scored = _score(left.reset_index(drop=True), right, model, settings)
+        stats.seconds_predict = scored.seconds_predict
+        stats.pairs_compared = scored.pairs
         stats.pairs_by_rule = {
-            name: int(by_rule.get(i, 0)) for i, name in enumerate(BLOCKING_RULES)
+            name: scored.by_rule.get(i, 0) for i, name in enumerate(BLOCKING_RULES)
         }
-        if len(oriented):
-            decision = decide(oriented, settings.threshold, settings.margin)
+        if len(scored.best):
+            decision = _status(scored.best, settings.threshold, settings.margin)
             bins = np.floor(decision["weight"].clip(-20, 40)).astype(int).value_counts()
             stats.weight_histogram = {int(k): int(v) for k, v in sorted(bins.items())}
 

@@ -120,16 +120,15 @@ def build_report(
     p = result.probabilistic
     methods = linked.groupby("person_key")["link_method"].first().value_counts()
 
-    known = pd.Index(persons["bsn"].dropna().unique())
     register = persons.drop_duplicates("bsn").set_index("bsn")
     pupil_rows = register.reindex(pupils["person_key"].unique())
     missing_parent = pd.Series(False, index=pupil_rows.index)
     for col in ("bsn_ouder1", "bsn_ouder2"):
         if col in pupil_rows.columns:
             named = pupil_rows[col].notna()
-            missing_parent |= named & ~pupil_rows[col].isin(known)
-    pc_known = pd.Index(lk.normalise_postcode(postcodes["postcode"]).dropna().unique())
-    pc_missing = ~lk.normalise_postcode(pupil_rows["postcode"]).isin(pc_known)
+            missing_parent |= named & ~lk.key_isin(pupil_rows[col], persons["bsn"])
+    pc_known = lk.normalise_postcode(postcodes["postcode"])
+    pc_missing = ~lk.key_isin(lk.normalise_postcode(pupil_rows["postcode"]), pc_known)
 
     suppressed: dict[str, int] = {}
     for col in ("gem_inkomen_per_inwoner", "pct_laag_inkomen", "bijstand", "inwoners"):
