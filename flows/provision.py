@@ -222,4 +222,14 @@ def team_status(event_dir: EventDir) -> list[dict[str, Any]]:
     hub = _hub(event_dir)
     api = HubAPI(hub.api_url, services.hub_token(event_dir.workdir))
     teams = {t.name: list(t.members) for t in event_dir.event.teams}
-    return team_rows(api, event_dir.workdir, teams)
+    rows = team_rows(api, event_dir.workdir, teams)
+    if event_dir.event.sandbox.backend == "docker":
+        from sandboxes import docker
+
+        for row in rows:  # what the engine knows: the container, and memory kills in it
+            container = docker.team_status(event_dir.event.name, row["team"])
+            row["container"] = container.state
+            row["oom_killed"] = container.oom_killed
+            if container.oom_killed:
+                row["server"] = f"{row['server']} ({container.sentence()})"
+    return rows

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,5 +164,16 @@ def test_kernel_past_mem_limit_is_killed_and_team_status_says_so(docker_hub):
     status = sd.team_status(docker_hub.name, team, docker_hub.client)
     assert status.oom_killed is True and status.state == "running"
     assert f"{MEM} memory limit" in status.sentence()
+    # and the organiser's `hackgap teams status` says so
+    run = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "teams", "status", str(docker_hub.event_dir.root),
+         "--json"], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    rows = {row["team"]: row for row in json.loads(run.stdout)}
+    assert rows[team]["oom_killed"] is True and rows[team]["container"] == "running"
+    assert "memory limit" in rows[team]["server"]
+    other = sorted(docker_hub.teams)[0]
+    assert rows[other]["oom_killed"] is False
     # the team's server lives on and answers again
     assert server_get(docker_hub.hub.url, account, "api", token).status_code == 200
