@@ -68,13 +68,20 @@ def _secure_headers(response: Response, csp: str = PAGE_CSP) -> Response:
     return response
 
 
+class PackUnavailable(Exception):
+    """A submission's challenge pack does not load (the organiser's fix; the log says why)."""
+
+
 @functools.lru_cache(maxsize=32)
 def _pack(challenge: str, search_path: tuple[str, ...]):
     # Imported on first use: jsonschema (behind the pack loader) takes seconds to import,
     # and the hub gives a managed service only so long to start answering.
-    from challenges import load_pack
+    from challenges import ChallengeError, load_pack
 
-    return load_pack(challenge, [Path(p) for p in search_path])
+    try:
+        return load_pack(challenge, [Path(p) for p in search_path])
+    except ChallengeError as exc:
+        raise PackUnavailable(str(exc)) from None
 
 
 async def current_identity(request: Request) -> Identity:
@@ -196,6 +203,12 @@ def create_app(workdir: Path, identity: Any | None = None) -> FastAPI:
         # The message names a path under the workdir: organisers see it in the log only.
         logging.getLogger("judging.webapp").warning("%s", exc)
         message = "This submission's files cannot be read; ask an organiser to review it again."
+        return await _http_error(request, HTTPException(503, message))
+
+    @app.exception_handler(PackUnavailable)
+    async def _no_pack(request: Request, exc: PackUnavailable) -> Response:
+        logging.getLogger("judging.webapp").warning("%s", exc)
+        message = "The judge page cannot show this right now; an organiser is told why (log)."
         return await _http_error(request, HTTPException(503, message))
 
     @router.get("/oauth_callback")

@@ -331,3 +331,13 @@ def test_reads_what_the_review_stage_writes(tmp_path):
     assert preview(view.file(by_name["gap.csv"].twin))["rows"] == [["low", "0.21"]]
     assert by_name["note.txt"].real is None and by_name["note.txt"].real_status == "withheld"
     assert "Executed on the twin" in notebook_html(view)
+
+
+def test_a_challenge_pack_that_does_not_load_is_a_clear_page(app, workdir):
+    store = ScoreStore(layout.judging_db(workdir))
+    store.register({"team-west": "no-such-pack"}, 1)
+    store.replace_assignment({**store.assignment(), "team-west": ["eva"]})
+    code = _codes(workdir)["team-west"]
+    write_view(workdir, "team-west")
+    page = _client(app, "tok-eva").get(PREFIX + f"s/{code}")
+    assert page.status_code == 503 and "an organiser is told why" in page.text
