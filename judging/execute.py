@@ -162,7 +162,15 @@ def ensure_user(user: str) -> None:
     except KeyError:
         pass
     subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+        [
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            user,
+        ],
         check=True,
         capture_output=True,
     )
