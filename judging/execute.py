@@ -143,8 +143,8 @@ def _ids(user: str | None) -> tuple[int, int] | None:
         entry = pwd.getpwnam(user)
     except KeyError:
         raise ReviewError(
-            f"the account '{user}' does not exist; create it with `hackgap teams provision` "
-            "(or `useradd --system {user}`)."
+            f"the account '{user}' does not exist; run the review as root so it is created "
+            f"(or create it: useradd --system --user-group {user})."
         ) from None
     return entry.pw_uid, entry.pw_gid
 
