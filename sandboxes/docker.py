@@ -114,7 +114,7 @@ def check_mem_limit(spec: str) -> int:
 # -- engine -----------------------------------------------------------------------------------
 
 
-def engine():
+def engine(need: str = "sandbox.backend is docker"):
     """A docker client for a running engine, or one sentence saying how to get one."""
     import docker
 
@@ -126,12 +126,12 @@ def engine():
         pass
     if os.geteuid() == 0:
         raise SandboxError(
-            "sandbox.backend is docker but no Docker engine answers; start it with "
+            f"{need} but no Docker engine answers; start it with "
             "`scripts/bootstrap.sh docker` (installs docker.io and starts dockerd)."
         )
     raise SandboxError(
-        "sandbox.backend is docker but no Docker engine answers and hackgap is not running as "
-        "root, so it cannot start one; start the Docker engine or run as root."
+        f"{need} but no Docker engine answers and hackgap is not running as root, so it "
+        "cannot start one; start the Docker engine or run as root."
     )
 
 

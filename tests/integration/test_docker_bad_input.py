@@ -93,3 +93,19 @@ def test_network_name_taken_by_something_else(docker_engine, sandbox_image):
         assert other.attrs.get("Containers") in ({}, None)  # nothing was attached to it
     finally:
         other.remove()
+
+
+def test_image_build_without_engine_is_one_sentence_and_exit_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    run = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "sandbox-image", "build"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2
+    message = run.stderr.strip().removeprefix("error: ")
+    _one_sentence(message)
+    assert "no Docker engine answers" in message and "Traceback" not in run.stderr
