@@ -410,6 +410,15 @@ class DockerTeamSpawner(DockerSpawner):
         return escape
 
     async def start(self):
+        import docker
+
+        try:
+            await self.docker("inspect_image", self.image)
+        except docker.errors.ImageNotFound:
+            raise SandboxError(
+                f"The sandbox image {self.image} is not on this Docker engine; the organiser "
+                "runs `hackgap sandbox-image build`."
+            ) from None
         team = self.user.name.removesuffix(layout.ACCOUNT_SUFFIX)
         labels = _labels(self.event_name, "volume", team)
         await self.docker("create_volume", team_volume(self.event_name, team), labels=labels)
