@@ -545,7 +545,9 @@ def refresh_view(event_dir: EventDir, team_name: str) -> dict | None:
     team = _team(event_dir, team_name)
     tdir = team_dir(event_dir, team_name)
     record = freeze.read_record(tdir)
-    if record is None:
+    if record is None or record["status"] != "ok":
+        # nothing a judge could read: no view.json, so no judges are assigned to it
+        shutil.rmtree(layout.judge_view_dir(event_dir.workdir, team_name), ignore_errors=True)
         return None
     two = event_dir.event.review.two_reviewers
     reason = verification_wanted(event_dir, team)

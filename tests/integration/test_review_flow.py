@@ -291,6 +291,9 @@ def test_review_end_to_end(event, store, listener):
     assert "holds 2 notebooks" in status["twonb"]["submission"]["message"]
     assert "not valid notebook JSON" in status["broken"]["submission"]["message"]
     assert "time limit" in status["forever"]["rerun"]["message"]
+    for team in ("empty", "twonb", "broken"):  # nothing for judges to read
+        assert not (layout.judge_view_dir(workdir, team) / "view.json").exists()
+    assert (layout.judge_view_dir(workdir, "forever") / "view.json").exists()
     assert status["forever"]["verification"]["status"] == "not requested"
 
     # airlock: two organisers release; an author cannot; every decision audited
