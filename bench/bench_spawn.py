@@ -23,14 +23,16 @@ from bench.harness import Result
 
 
 def _stop_all(api, accounts: list[str]) -> None:
-    for account in accounts:
-        api.stop_server(account)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(api.stop_server, accounts))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         users = api.users()
-        if all(not (users[a].get("servers") or {}).get("", {}).get("ready") for a in accounts):
-            if not any((users[a].get("servers") or {}).get("", {}).get("pending") for a in accounts):
-                return
+        servers = [(users[a].get("servers") or {}).get("") or {} for a in accounts]
+        if not any(s.get("ready") or s.get("pending") for s in servers):
+            return
         time.sleep(0.5)
 
 
@@ -90,14 +92,17 @@ def run(quick: bool) -> list[Result]:
             wall = time.perf_counter() - t0
             ready = sum(s == "ready" for s in states.values())
             one = one or wall
+            target = 6.0 if n == max(sizes) else None
+            if ready < n and target is not None:
+                target = 0.0  # some never answered: the target is missed whatever the time
             results.append(
                 Result(
                     f"spawn {n} team server(s) at once: all ready",
                     wall,
                     "s",
                     baseline=one if n > 1 else None,
-                    target_ratio=6.0 if n == max(sizes) else None,
-                    notes=f"{ready}/{n} ready",
+                    target_ratio=target,
+                    notes=f"{ready}/{n} ready" + ("" if ready == n else " (the rest failed)"),
                 )
             )
         rss = _rss_per_team(hub.hub_port)

@@ -202,7 +202,9 @@ def oauth_settings(c: Any, auth: dict[str, Any]) -> None:
 
 def _spawner(c: Any, s: HubSettings) -> None:
     c.Spawner.start_timeout = s.start_timeout
-    c.Spawner.http_timeout = max(30, s.start_timeout // 2)
+    # a burst of spawns on few cores (every team at the event's start) queues for CPU: give the
+    # server the whole start_timeout to answer, not JupyterHub's 30 s
+    c.Spawner.http_timeout = s.start_timeout
     c.Spawner.env_keep = []  # nothing of the hub's environment reaches a sandbox
     c.Spawner.default_url = "/lab"
     if s.backend != "local":
