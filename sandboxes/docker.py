@@ -1,6 +1,6 @@
 """The docker backend: one container per team, on a network with no way out.
 
-Each event gets one Docker network marked `internal` (no route off the machine) with
+Each event gets one Docker network marked `internal` (the engine forwards nothing off it) with
 inter-container traffic off, so teams cannot reach each other. An internal network does
 not protect the host: a container reaches any host service bound to 0.0.0.0 through the
 bridge gateway, so a host firewall rule drops new connections from the event's bridge,
