@@ -235,9 +235,26 @@ def _kill_leftovers(ids: tuple[int, int] | None) -> None:
 STAGE_ROOT = Path("/run/hackgap-runs")  # where the work tree is held while /tmp is replaced
 IPC_ROOT = Path("/run/hackgap-ipc")  # kernels' socket folders (short paths)
 
+
 # Runs as root inside fresh mount (and network) namespaces, then becomes the run's account.
 # The work tree may itself live under /tmp (tests), so it is bind-mounted aside, the tmpfs
 # mounts go on, and it is bound back at the same path.
+def _kill_run(work: Path) -> None:
+    """Kill every process of one run (its driver and kernel name its work tree or socket
+    folder), e.g. left by a run killed midway or a kernel that outlived its driver."""
+    import psutil
+
+    marks = (str(work), f"/{work.name[-16:]}/")
+    me = os.getpid()
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if proc.pid != me and any(m in cmdline for m in marks):
+                proc.kill()
+        except psutil.Error:
+            pass
+
+
 _SANDBOX_SH = (
     'set -e; stage="$HG_STAGE"; mkdir -p "$stage"; mount --bind "$HG_WORK" "$stage"; '
     "mount -t tmpfs -o size=256m,mode=1777 tmpfs /tmp; "
@@ -455,6 +472,7 @@ class LocalExecutor:
         marker = Path(spec.result_dir).parent / f".{Path(spec.result_dir).name}.work"
         work = self._work(spec)
         if work is not None:
+            _kill_run(work)
             if work.exists():
                 _make_removable(work)
                 shutil.rmtree(work, ignore_errors=True)

@@ -117,10 +117,20 @@ def run(spec: dict) -> dict:
         )
     except Exception as exc:  # kernel would not start, broken notebook structure
         result.update(status="error", error=type(exc).__name__, message=_first_line(str(exc)))
+    finally:
+        _shutdown(km)  # nbclient leaves a kernel it did not create running
     result["seconds"] = round(time.monotonic() - started, 3)
     nbformat.write(nb, out / "executed.ipynb")
     _write_json(out / "result.json", result)
     return result
+
+
+def _shutdown(km) -> None:
+    try:
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+    except Exception:  # already dead, or never started
+        pass
 
 
 def _failing_cell(nb) -> int | None:

@@ -71,3 +71,17 @@ def test_a_failing_cell_is_named_and_a_hanging_one_stopped(tmp_path):
     hang = _nb(tmp_path / "hang.ipynb", "import time\ntime.sleep(600)")
     stopped = run_notebook(_spec(tmp_path, hang, key="h", time_limit=10))
     assert stopped.status == "timeout" and "time limit" in stopped.message
+    assert _orphan_kernels() == []
+
+
+def _orphan_kernels() -> list[int]:
+    """Kernels whose connection file is gone: what a run would leave behind if it leaked."""
+    import psutil
+
+    orphans = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        gone = "-f" in cmd and not Path(cmd[cmd.index("-f") + 1]).exists()
+        if "ipykernel_launcher" in cmd and gone:
+            orphans.append(proc.pid)
+    return orphans
