@@ -16,6 +16,7 @@ numba's on-disk cache (NUMBA_CACHE_DIR, in anonymeter's environment: compiled co
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -72,6 +73,20 @@ def _warm(directory: Path) -> None:
     main(directory)
 
 
+class _Notes(logging.Handler):
+    """anonymeter's log lines (counts only, e.g. how many singling-out queries it found)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage().split(". ")[0])
+
+
+NOTES = _Notes()
+
+
 def _entry(name: str, evaluator, caught: list) -> dict:
     risk = evaluator.risk(confidence_level=0.95)
     res = evaluator.results(confidence_level=0.95)
@@ -83,12 +98,19 @@ def _entry(name: str, evaluator, caught: list) -> dict:
         "control_rate": float(res.control_rate.value) if res.control_rate else None,
         "baseline_rate": float(res.baseline_rate.value),
         "n_attacks": int(res.n_attacks_ori),
-        "warnings": sorted({str(w.message).split(".")[0] for w in caught}),
+        "warnings": sorted({str(w.message).split(".")[0] for w in caught} | set(_drain())),
     }
+
+
+def _drain() -> list[str]:
+    lines, NOTES.lines = NOTES.lines, []
+    return lines
 
 
 def main(directory: Path) -> None:
     _cache_compiled_code()
+    logging.getLogger("anonymeter").addHandler(NOTES)
+    logging.getLogger("anonymeter").propagate = False
     from anonymeter.evaluators import (
         InferenceEvaluator,
         LinkabilityEvaluator,

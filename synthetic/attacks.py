@@ -53,9 +53,10 @@ class AttackRisk:
 
     def detail(self) -> str:
         control = "" if self.control_rate is None else f" vs control {self.control_rate:.3f}"
+        notes = "".join(f"; anonymeter: {w}" for w in self.warnings)
         return (
             f"95% CI {self.ci[0]:.3f}-{self.ci[1]:.3f}; success {self.attack_rate:.3f}"
-            f"{control}, random guess {self.baseline_rate:.3f}; {self.n_attacks} attacks"
+            f"{control}, random guess {self.baseline_rate:.3f}; {self.n_attacks} attacks{notes}"
         )
 
 
