@@ -242,7 +242,8 @@ def _new_page(browser):
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
-    page = browser.new_context().new_page()
+    # tall enough for the whole sheet: a full-page capture draws the notebook frame blank
+    page = browser.new_context(viewport={"width": 1280, "height": 1800}).new_page()
     page.set_default_timeout(TIMEOUT_MS)
     return page
 
@@ -302,7 +303,7 @@ def test_judge_scores_in_the_browser_and_the_organiser_sees_the_leaderboard(judg
                 expect(page.locator("#save-status")).to_have_text(re.compile(r"^Saved "))
             page.fill("#comment", "Clear question; the method needs the income overlap.")
             expect(page.locator("#save-status")).to_have_text(re.compile(r"^Saved "))
-            page.screenshot(path=ARTIFACTS / "judge-sheet-draft.png", full_page=True)
+            page.screenshot(path=ARTIFACTS / "judge-sheet-draft.png")
 
             page.reload()  # nothing lost
             for name, value in list(RUBRIC.items())[:3]:
@@ -319,7 +320,7 @@ def test_judge_scores_in_the_browser_and_the_organiser_sees_the_leaderboard(judg
             assert page.is_disabled("input[name=vraag][value='1']")
             assert page.is_checked(f"input[name=vraag][value='{RUBRIC['vraag']}']")
             expect(page.frame_locator("#notebook").locator("#nb-marker")).to_have_text("plot")
-            page.screenshot(path=ARTIFACTS / "judge-sheet-submitted.png", full_page=True)
+            page.screenshot(path=ARTIFACTS / "judge-sheet-submitted.png")
 
             organiser.reload()
             expect(row.locator("td.judges")).to_have_text("1")
@@ -349,7 +350,7 @@ def test_a_notebook_cannot_run_script_in_the_judges_browser(judge_hub):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             expect.set_options(timeout=TIMEOUT_MS)
-            context = browser.new_context()
+            context = browser.new_context(viewport={"width": 1280, "height": 1800})
             context.set_default_timeout(TIMEOUT_MS)
             page = context.new_page()
             _browser_login(page, hub, judge)
@@ -376,6 +377,6 @@ def test_a_notebook_cannot_run_script_in_the_judges_browser(judge_hub):
             page.wait_for_timeout(500)
             assert notebook.evaluate("document.body.getAttribute('data-pwned')") is None
             assert notebook.evaluate("document.body.getAttribute('data-pwned-img')") is None
-            page.screenshot(path=ARTIFACTS / "judge-notebook-no-script.png", full_page=True)
+            page.screenshot(path=ARTIFACTS / "judge-notebook-no-script.png")
         finally:
             browser.close()
