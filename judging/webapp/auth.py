@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -57,14 +58,25 @@ class HubIdentity:
     """The hub side of logging in; one per app."""
 
     def __init__(self, hub_auth=None, *, secure_cookies: bool = False):
-        if hub_auth is None:
+        self._hub_auth = hub_auth
+        self.secure_cookies = secure_cookies
+        # From the environment the hub gives its managed services (HubOAuth reads the same),
+        # so the app answers before jupyterhub (seconds to import) is loaded: the hub waits
+        # only so long for a service to answer at start.
+        token = hub_auth.api_token if hub_auth else os.environ["JUPYTERHUB_API_TOKEN"]
+        self._key = hashlib.sha256(b"hackgap-judge\0" + token.encode()).digest()
+        self.prefix = (
+            hub_auth.base_url if hub_auth else os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+        )
+
+    @property
+    def hub_auth(self):
+        """jupyterhub.services.auth.HubOAuth, made on first use."""
+        if self._hub_auth is None:
             from jupyterhub.services.auth import HubOAuth
 
-            hub_auth = HubOAuth(cache_max_age=30)
-        self.hub_auth = hub_auth
-        self.secure_cookies = secure_cookies
-        self._key = hashlib.sha256(b"hackgap-judge\0" + hub_auth.api_token.encode()).digest()
-        self.prefix = hub_auth.base_url
+            self._hub_auth = HubOAuth(cache_max_age=30)
+        return self._hub_auth
 
     # -- signed values -------------------------------------------------------------------
 
