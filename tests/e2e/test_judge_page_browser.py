@@ -79,7 +79,7 @@ def _write_view(workdir: Path, team: str) -> None:
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("plot_gap()", execution_count=1)
     cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": ATTACK})]
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# Analysis {team}"), cell]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Our analysis"), cell]
     nbformat.write(nb, root / "twin.ipynb")
     (root / "twin_outputs" / "gap.csv").write_text("group,gap\nlow,0.21\nhigh,0.05\n")
     (root / "released" / "gap.csv").write_text("group,gap\nlow,0.25\nhigh,0.05\n")
