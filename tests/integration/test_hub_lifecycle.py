@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -48,7 +49,7 @@ def test_roster_change_then_down_and_up(request):
     def cleanup() -> None:
         services.down(workdir)
         if os.geteuid() == 0:
-            for team in (a, b):
+            for team in (a, b, f"lc-{tag}"):
                 subprocess.run(["userdel", layout.team_system_user("", team)], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -75,6 +76,19 @@ def test_roster_change_then_down_and_up(request):
     with pytest.raises(PermissionError):
         login(services.status(workdir).hub.url, "carl", passwords["carl"])
 
+    # a new team restarts the hub (roles are config-only); b's running server lives on
+    c = f"lc-{tag}"
+    server_pid = _server_pid(workdir, b)
+    _set_teams(root, {b: ["dora"], c: ["emma"]})
+    hub_pid = services.status(workdir).hub.pid
+    added = run_provision(load_event(root), store, start=False)
+    assert f"teams added: {c}" in added.changes
+    assert services.status(workdir).hub.pid != hub_pid
+    assert _server_pid(workdir, b) == server_pid
+    dora = user_token(services.status(workdir).hub.url, "dora", passwords["dora"])
+    got = server_get(services.status(workdir).hub.url, layout.team_account(b), "api", dora)
+    assert got.status_code == 200
+
     # down and up: users, groups, team files, passwords and the service token survive
     token_before = services.hub_token(workdir)
     services.down(workdir)
@@ -83,14 +97,29 @@ def test_roster_change_then_down_and_up(request):
     hub = services.hub_up(load_event(root)).hub
     assert services.hub_token(workdir) == token_before
     api = _api(workdir)
-    assert set(api.users()) == {"dora", layout.team_account(b)}
-    assert api.groups()[b] == ["dora"]
+    assert set(api.users()) == {"dora", "emma", layout.team_account(b), layout.team_account(c)}
+    assert api.groups()[b] == ["dora"] and api.groups()[c] == ["emma"]
     assert note.read_text() == "{}"
     store = ObjectStore.for_workdir(workdir)  # the object store came back on a new port
     again = run_provision(load_event(root), store)  # starts the stopped server, nothing else
-    assert again.changes == [] and again.servers == {layout.team_account(b): "ready"}
+    assert again.changes == []
+    assert again.servers == {layout.team_account(b): "ready", layout.team_account(c): "ready"}
     dora = user_token(hub.url, "dora", passwords["dora"])
     assert server_get(hub.url, layout.team_account(b), "api/contents", dora).status_code == 200
+
+
+def _server_pid(workdir: Path, team: str) -> int:
+    needle = f"127.0.0.1:{services.status(workdir).hub.hub_port}/"
+    for proc in psutil.process_iter():
+        try:
+            env = proc.environ()
+        except psutil.Error:
+            continue
+        if needle in env.get("JUPYTERHUB_API_URL", "") and env.get(
+            "JUPYTERHUB_USER"
+        ) == layout.team_account(team):
+            return proc.pid
+    raise AssertionError(f"no server process for {team}")
 
 
 def _api(workdir: Path):
