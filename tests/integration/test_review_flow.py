@@ -192,7 +192,7 @@ def event(tmp_path, store, listener, s3_server):
         "teams": [{"name": n, **t} for n, t in TEAMS.items()],
         "organisers": ["olga", "otto"],
         "review": {
-            "time_limit": 15,
+            "time_limit": 40,  # a shared 2-core machine can be slow to start a kernel
             "mem_limit": "1G",
             "disk_limit": "200M",
             "workers": 2,
