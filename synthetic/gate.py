@@ -308,14 +308,14 @@ def run_gate(
             )
         )
     if attacks:
-        with tempfile.TemporaryDirectory(dir=workdir) as scratch:
+        with tempfile.TemporaryDirectory(prefix="hackgap-attacks-") as scratch:
             result.attacks = run_attacks(
                 ctx.real.iloc[ctx.train_index],
                 ctx.real.iloc[ctx.holdout_index],
                 twin,
                 ctx.schema,
                 ctx.attack_spec(),
-                Path(workdir) if workdir else Path(scratch),
+                Path(workdir) if workdir else Path(scratch),  # workdir: a secure-zone directory
             )
         for risk in result.attacks:
             result.checks.append(
