@@ -44,7 +44,7 @@ from flows.pipeline.pseudonymise import (
 )
 from flows.pipeline.steps import analysis_table, read_extracts, write_parquet
 
-CODE_VERSION = "link-2"  # bump whenever the same inputs would give different output
+CODE_VERSION = "link-3"  # bump whenever the same inputs would give different output
 SECURE = "secure"
 SOURCES = ("municipal", "cbs", "postcodes", "school")
 OUTPUT_FILES = ("analysis.parquet", "manifest.json", "report.md", "report.html")
