@@ -267,6 +267,9 @@ def services(s: HubSettings) -> list[dict[str, Any]]:
                 "environment": dict(s.judge.get("environment", {})),
                 "oauth_no_confirm": True,
                 "display": True,
+                # JupyterHub 6 waits `timeout` (default 30 s) for a managed service, then exits;
+                # on a busy 2-core machine the app's start can take longer.
+                "timeout": s.start_timeout,
             }
         )
     return out
