@@ -772,6 +772,13 @@ def hub_up(event_dir) -> ServiceState:
                 "not running as root: team servers run as this user, so teams are NOT isolated "
                 "from each other nor from the event's files; run hackgap as root for an event"
             )
+        if event_dir.event.sandbox.backend == "docker":
+            from sandboxes import docker
+
+            # containers of a hub that died without `down` would be silently reused
+            removed = docker.cleanup_event(event_dir.event.name)
+            if removed:
+                notes.append(f"removed {removed} leftover team container(s) of an earlier run")
         port, _ = _port("HACKGAP_HUB_PORT")
         hub_port, _ = _port("HACKGAP_HUB_API_PORT")
         proxy_api_port, _ = _port("HACKGAP_PROXY_API_PORT")

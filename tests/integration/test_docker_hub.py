@@ -54,12 +54,16 @@ def docker_hub(docker_engine, sandbox_image) -> Iterator[SimpleNamespace]:
             "HACKGAP_S3_ENDPOINT": state.s3.endpoint, "HACKGAP_S3_ACCESS_KEY":
             state.s3.access_key, "HACKGAP_S3_SECRET_KEY": state.s3.secret_key})  # fmt: skip
         publish_test_twin(store, name, rows=120)
-        services.hub_up(event_dir)
+        # a team container left by a hub that died without `down`: hub_up must remove it
+        stale = docker_engine.containers.create(
+            sandbox_image, command="true", labels=sd._labels(name, "container", "stale")
+        )
+        hub_state = services.hub_up(event_dir)
         run_provision(event_dir, store, start=True)
         hub = services.status(workdir).hub
         yield SimpleNamespace(
             event_dir=event_dir, name=name, workdir=workdir, hub=hub, teams=teams,
-            s3=state.s3, client=docker_engine,
+            s3=state.s3, client=docker_engine, stale_id=stale.id, hub_notes=hub_state.notes,
         )  # fmt: skip
     except Exception:
         print(_log_tails(workdir))
@@ -177,3 +181,11 @@ def test_kernel_past_mem_limit_is_killed_and_team_status_says_so(docker_hub):
     assert rows[other]["oom_killed"] is False
     # the team's server lives on and answers again
     assert server_get(docker_hub.hub.url, account, "api", token).status_code == 200
+
+
+def test_leftover_team_containers_of_an_earlier_run_are_removed_at_hub_start(docker_hub):
+    import docker as docker_sdk
+
+    with pytest.raises(docker_sdk.errors.NotFound):
+        docker_hub.client.containers.get(docker_hub.stale_id)
+    assert any("leftover team container" in note for note in docker_hub.hub_notes)
