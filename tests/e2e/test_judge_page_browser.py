@@ -23,15 +23,6 @@ import yaml
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = (
     Path(
         os.environ.get("HACKGAP_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts")
@@ -94,10 +85,8 @@ def _write_view(workdir: Path, team: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def judge_hub():
+def judge_hub(chromium):
     """An event with three reviewed submissions, judges assigned, the hub up and people in it."""
-    if not Path(CHROMIUM).is_file():
-        pytest.fail("Debian's chromium is missing: run `scripts/bootstrap.sh system` as root.")
     from flows import services
     from flows.commands.judge import assign_judges
     from flows.event import load_event
@@ -256,7 +245,7 @@ def _browser_login(page, hub, user: str) -> None:
     page.wait_for_url(re.compile(r".*/services/judge/(organiser)?$"))
 
 
-def test_judge_scores_in_the_browser_and_the_organiser_sees_the_leaderboard(judge_hub):
+def test_judge_scores_in_the_browser_and_the_organiser_sees_the_leaderboard(judge_hub, chromium):
     from playwright.sync_api import expect, sync_playwright
 
     hub = judge_hub
@@ -265,7 +254,7 @@ def test_judge_scores_in_the_browser_and_the_organiser_sees_the_leaderboard(judg
     team = next(t for t, js in hub["assignment"].items() if judge in js)
     code = hub["codes"][team]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(**chromium)
         try:
             organiser = _new_page(browser)
             _browser_login(organiser, hub, ORGANISER)
@@ -339,7 +328,7 @@ def test_judge_scores_in_the_browser_and_the_organiser_sees_the_leaderboard(judg
             browser.close()
 
 
-def test_a_notebook_cannot_run_script_in_the_judges_browser(judge_hub):
+def test_a_notebook_cannot_run_script_in_the_judges_browser(judge_hub, chromium):
     from playwright.sync_api import expect, sync_playwright
 
     hub = judge_hub
@@ -347,7 +336,7 @@ def test_a_notebook_cannot_run_script_in_the_judges_browser(judge_hub):
     team = next(t for t, js in hub["assignment"].items() if judge in js)
     url = hub["url"] + f"/services/judge/s/{hub['codes'][team]}"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(**chromium)
         try:
             expect.set_options(timeout=TIMEOUT_MS)
             context = browser.new_context(viewport={"width": 1280, "height": 1800})

@@ -20,19 +20,9 @@ from sandboxes import layout
 
 pytestmark = [pytest.mark.browser, pytest.mark.hub, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "team_sandbox"
 NOTEBOOK = "challenges/advieskloof/starter.ipynb"
 ROWS = re.compile(r"Synthetische tweeling \S+: ([\d,.]+) rijen")
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing; run `scripts/bootstrap.sh system` (as root).")
-    return CHROMIUM
 
 
 def _log_in(browser, url: str, user: str, password: str):
@@ -75,7 +65,7 @@ def test_team_runs_the_starter_and_shares_it_live(hub_event, chromium):
     rows = pq.ParquetFile(twin).metadata.num_rows
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(**chromium)
         alice = _log_in(browser, url, "alice", passwords["alice"])
         _accept_consent(alice)  # the hub sends members straight to their team's server
         _open_notebook(alice, url, account)

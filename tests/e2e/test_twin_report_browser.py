@@ -8,17 +8,8 @@ import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
-
-def test_report_renders_with_visible_plots(tmp_path: Path):
+def test_report_renders_with_visible_plots(tmp_path: Path, chromium):
     import importlib.util
     import sys
 
@@ -43,7 +34,7 @@ def test_report_renders_with_visible_plots(tmp_path: Path):
     page_file = tmp_path / "report.html"
     page_file.write_text(render_report("demo", "v-test", schema, real, twin, ctx.info, gate))
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(**chromium)
         page = browser.new_page()
         page.goto(page_file.as_uri())
         assert page.title() == "Synthetic twin demo v-test"
