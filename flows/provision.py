@@ -222,10 +222,15 @@ def team_status(event_dir: EventDir) -> list[dict[str, Any]]:
     hub = _hub(event_dir)
     api = HubAPI(hub.api_url, services.hub_token(event_dir.workdir))
     teams = {t.name: list(t.members) for t in event_dir.event.teams}
-    rows = team_rows(api, event_dir.workdir, teams)
-    if event_dir.event.sandbox.backend == "docker":
+    workspace = None  # the local backend's home directories
+    if event_dir.event.sandbox.backend == "docker":  # the team's files are in its volume
+        from functools import partial
+
         from sandboxes import docker
 
+        workspace = partial(docker.team_volume_dir, event_dir.event.name)
+    rows = team_rows(api, event_dir.workdir, teams, workspace)
+    if event_dir.event.sandbox.backend == "docker":
         for row in rows:  # what the engine knows: the container, and memory kills in it
             container = docker.team_status(event_dir.event.name, row["team"])
             row["container"] = container.state

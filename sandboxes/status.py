@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,19 @@ from sandboxes.hubapi import HubAPI, server_state
 from sandboxes.workspace import has_notebook
 
 
-def team_rows(api: HubAPI, workdir: Path, teams: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """[{team, members, account, server: ready|stopped|pending, last_activity, ...}]."""
+def team_rows(
+    api: HubAPI,
+    workdir: Path,
+    teams: dict[str, list[str]],
+    workspace: Callable[[str], Path] | None = None,
+) -> list[dict[str, Any]]:
+    """[{team, members, account, server: ready|stopped|pending, last_activity, ...}].
+
+    `workspace(team)` is where a team's files are on this machine: the local backend's home
+    directory by default; the docker backend passes its team volume. Only a provisioned team
+    is looked up (so a status never makes a workspace).
+    """
+    where = workspace or (lambda team: layout.workspace_dir(Path(workdir), team))
     users = api.users()
     groups = api.groups()
     rows = []
@@ -28,7 +40,7 @@ def team_rows(api: HubAPI, workdir: Path, teams: dict[str, list[str]]) -> list[d
                 "provisioned": user is not None,
                 "server": server_state(server),
                 "last_activity": activity,
-                "submission_notebook": has_notebook(layout.workspace_dir(Path(workdir), team)),
+                "submission_notebook": user is not None and has_notebook(where(team)),
             }
         )
     return rows

@@ -284,3 +284,55 @@ def hub_event() -> Iterator[HubEvent]:
         for team in teams:
             subprocess.run(["userdel", layout.team_system_user("", team)], capture_output=True)
     subprocess.run(["rm", "-rf", str(root)], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def docker_hub_event(docker_engine, sandbox_image) -> Iterator[HubEvent]:
+    """`hub_event`'s teams and people on `sandbox.backend: docker` (a container per team).
+
+    Module-scoped: its containers, volumes, network and firewall rule go at the module's end.
+    """
+    import secrets
+    import subprocess
+    import tempfile
+
+    from flows import services
+    from flows.event import load_event
+    from flows.objectstore import ObjectStore
+    from flows.provision import run_provision
+    from sandboxes import docker as sd
+
+    tag = secrets.token_hex(2)
+    teams = {f"ta-{tag}": ["alice", "amir"], f"tb-{tag}": ["bob"]}
+    name = f"dweb-{tag}"
+    root = Path(tempfile.mkdtemp(prefix="hackgap-docker-hub-test-", dir="/tmp"))
+    root.chmod(0o711)
+    sandbox = (
+        f"sandbox:\n  backend: docker\n  image: {sandbox_image}\n  mem_limit: 1G\n"
+        "  cpu_limit: 1.0\n  start_timeout: 180\n"
+    )
+    event_dir = load_event(make_hub_event(root / "event", teams, name=name, sandbox=sandbox))
+    workdir = event_dir.workdir
+
+    def remove_all() -> None:  # hub, proxy, S3; containers, network, firewall rule; volumes
+        services.down(workdir)
+        sd.teardown_event(name, event_dir.event.sandbox, docker_engine)
+        for team in teams:
+            sd.remove_team(name, team, client=docker_engine)
+        subprocess.run(["rm", "-rf", str(root)], capture_output=True)
+
+    try:
+        state = services.up(workdir, s3=True, prefect=False)
+        store = ObjectStore.from_env({
+            "HACKGAP_S3_ENDPOINT": state.s3.endpoint, "HACKGAP_S3_ACCESS_KEY":
+            state.s3.access_key, "HACKGAP_S3_SECRET_KEY": state.s3.secret_key})  # fmt: skip
+        publish_test_twin(store, name)
+        services.hub_up(event_dir)
+        run_provision(event_dir, store, start=True)
+        hub = services.status(workdir).hub
+    except Exception:
+        print(_log_tails(workdir), file=sys.stderr)
+        remove_all()
+        raise
+    yield HubEvent(event_dir, hub, teams, store)
+    remove_all()
