@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,14 +210,19 @@ def _hackgap(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def event_dir(tmp_path: Path) -> Iterator[Path]:
-    event = tmp_path / "ev"
-    assert _hackgap("init", str(event), cwd=tmp_path).returncode == 0
+def event_dir() -> Iterator[Path]:
+    # `services up` also starts the hub, which refuses an event its team users cannot reach:
+    # pytest's own tmp dirs are 0700, so the event lives in a traversable dir under /tmp.
+    root = Path(tempfile.mkdtemp(prefix="hackgap-services-test-", dir="/tmp"))
+    root.chmod(0o711)
+    event = root / "ev"
+    assert _hackgap("init", str(event), cwd=root).returncode == 0
     for name in SOURCES:
         (event / "sources" / name).write_text("placeholder\n", encoding="utf-8")
     yield event
     if (event / ".hackgap").exists():
         services.down(event / ".hackgap")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.slow

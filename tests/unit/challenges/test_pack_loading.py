@@ -205,7 +205,7 @@ def test_the_minimal_fixture_is_valid(analysis_columns):
             "challenge 'ok-minimal', challenge.yaml: unknown key(s) colour; remove them or use "
             "one of id, version, title, question, datasets, columns, key_statistic, "
             "tolerance_reference_rows, fidelity, "
-            "rubric, output_rules, files.",
+            "rubric, output_rules, verification, files.",
         ),
         (
             lambda d: d["title"].pop("en"),
