@@ -15,7 +15,12 @@ EXPECTED = {
     "ingest": "flows/ingest.py:ingest_flow",
     "link": "flows/link.py:link_flow",
     "synthesize": "flows/synthesize.py:synthesize_flow",
+    "review-freeze": "flows/review.py:review_freeze_flow",
+    "review-rerun": "flows/review.py:review_rerun_flow",
+    "review-verify": "flows/review.py:review_verify_flow",
 }
+# Deployments that read real rows carry the secure-zone tag (and only those).
+SECURE_ZONE = {"ingest", "link", "synthesize", "review-verify"}
 
 
 def _deployments() -> dict[str, dict]:
@@ -36,7 +41,7 @@ def test_deployment_fields(name: str) -> None:
     assert deployment["entrypoint"] == EXPECTED[name]
     assert deployment["work_pool"]["name"] == "hackgap-process"
     assert deployment["parameters"] == {"event_path": "{{ $HACKGAP_EVENT_DIR }}"}
-    assert "secure-zone" in deployment["tags"]
+    assert ("secure-zone" in deployment["tags"]) == (name in SECURE_ZONE)
     assert deployment["description"]
 
 
