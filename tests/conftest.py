@@ -164,8 +164,15 @@ def sandbox_image(docker_engine) -> str:
 # released twin, the hub up (`flows.services.hub_up`) and the teams provisioned.
 
 
-def make_hub_event(root: Path, teams: dict[str, list[str]], *, name: str = "hub-test",
-                   judges=("judge-jo",), organisers=("org-olga",), sandbox: str = "") -> Path:
+def make_hub_event(
+    root: Path,
+    teams: dict[str, list[str]],
+    *,
+    name: str = "hub-test",
+    judges=("judge-jo",),
+    organisers=("org-olga",),
+    sandbox: str = "",
+) -> Path:
     """An event directory for hub tests: event.yaml (start now, end tomorrow) + stub sources."""
     import datetime as dt
 
