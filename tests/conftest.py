@@ -9,6 +9,7 @@ pays for them.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import sys
@@ -293,13 +294,23 @@ def hub_event() -> Iterator[HubEvent]:
     subprocess.run(["rm", "-rf", str(root)], capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def docker_hub_event(docker_engine, sandbox_image) -> Iterator[HubEvent]:
-    """`hub_event`'s teams and people on `sandbox.backend: docker` (a container per team).
+@contextlib.contextmanager
+def running_docker_hub(
+    client,
+    image: str,
+    teams: dict[str, list[str]],
+    *,
+    name: str,
+    mem_limit: str = "1G",
+    before_hub=None,
+) -> Iterator[HubEvent]:
+    """An event on `sandbox.backend: docker`, brought up as an organiser does (object store,
+    released twin, hub, provision with servers started); everything it made goes at the end:
+    hub, proxy, S3, containers, network, firewall rule, volumes, the event directory.
 
-    Module-scoped: its containers, volumes, network and firewall rule go at the module's end.
+    `before_hub(name)` runs just before the hub starts. The HubEvent also carries `name`,
+    `client`, `s3` and `hub_notes` (what `hub_up` reported).
     """
-    import secrets
     import subprocess
     import tempfile
 
@@ -309,23 +320,20 @@ def docker_hub_event(docker_engine, sandbox_image) -> Iterator[HubEvent]:
     from flows.provision import run_provision
     from sandboxes import docker as sd
 
-    tag = secrets.token_hex(2)
-    teams = {f"ta-{tag}": ["alice", "amir"], f"tb-{tag}": ["bob"]}
-    name = f"dweb-{tag}"
     root = Path(tempfile.mkdtemp(prefix="hackgap-docker-hub-test-", dir="/tmp"))
     root.chmod(0o711)
     sandbox = (
-        f"sandbox:\n  backend: docker\n  image: {sandbox_image}\n  mem_limit: 1G\n"
+        f"sandbox:\n  backend: docker\n  image: {image}\n  mem_limit: {mem_limit}\n"
         "  cpu_limit: 1.0\n  start_timeout: 180\n"
     )
     event_dir = load_event(make_hub_event(root / "event", teams, name=name, sandbox=sandbox))
     workdir = event_dir.workdir
 
-    def remove_all() -> None:  # hub, proxy, S3; containers, network, firewall rule; volumes
+    def remove_all() -> None:
         services.down(workdir)
-        sd.teardown_event(name, event_dir.event.sandbox, docker_engine)
+        sd.teardown_event(name, event_dir.event.sandbox, client)
         for team in teams:
-            sd.remove_team(name, team, client=docker_engine)
+            sd.remove_team(name, team, client=client)
         subprocess.run(["rm", "-rf", str(root)], capture_output=True)
 
     try:
@@ -333,13 +341,33 @@ def docker_hub_event(docker_engine, sandbox_image) -> Iterator[HubEvent]:
         store = ObjectStore.from_env({
             "HACKGAP_S3_ENDPOINT": state.s3.endpoint, "HACKGAP_S3_ACCESS_KEY":
             state.s3.access_key, "HACKGAP_S3_SECRET_KEY": state.s3.secret_key})  # fmt: skip
-        publish_test_twin(store, name)
-        services.hub_up(event_dir)
+        publish_test_twin(store, name, rows=120)
+        if before_hub is not None:
+            before_hub(name)
+        notes = services.hub_up(event_dir).notes
         run_provision(event_dir, store, start=True)
-        hub = services.status(workdir).hub
+        hub_event = HubEvent(event_dir, services.status(workdir).hub, teams, store)
     except Exception:
         print(_log_tails(workdir), file=sys.stderr)
         remove_all()
         raise
-    yield HubEvent(event_dir, hub, teams, store)
-    remove_all()
+    hub_event.name, hub_event.client, hub_event.s3 = name, client, state.s3
+    hub_event.hub_notes = notes
+    try:
+        yield hub_event
+    finally:
+        remove_all()
+
+
+@pytest.fixture(scope="module")
+def docker_hub_event(docker_engine, sandbox_image) -> Iterator[HubEvent]:
+    """`hub_event`'s teams and people on `sandbox.backend: docker` (a container per team).
+
+    Module-scoped: its containers, volumes, network and firewall rule go at the module's end.
+    """
+    import secrets
+
+    tag = secrets.token_hex(2)
+    teams = {f"ta-{tag}": ["alice", "amir"], f"tb-{tag}": ["bob"]}
+    with running_docker_hub(docker_engine, sandbox_image, teams, name=f"dweb-{tag}") as hub:
+        yield hub

@@ -13,16 +13,14 @@ import json
 import secrets
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from sandboxes import docker as sd
 from sandboxes import layout
-from tests.conftest import _log_tails, make_hub_event, publish_test_twin
+from tests.conftest import HubEvent, running_docker_hub
 from tests.integration.hubclient import run_in_kernel, server_get, user_token
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
@@ -31,55 +29,33 @@ MEM = "768M"
 
 
 @pytest.fixture(scope="module")
-def docker_hub(docker_engine, sandbox_image) -> Iterator[SimpleNamespace]:
-    from flows import services
-    from flows.event import load_event
-    from flows.objectstore import ObjectStore
-    from flows.provision import run_provision
-
+def docker_hub(docker_engine, sandbox_image) -> Iterator[HubEvent]:
     tag = secrets.token_hex(2)
     teams = {f"da-{tag}": ["dana"], f"db-{tag}": ["dirk"]}
-    name = f"dock-{tag}"
-    root = Path(tempfile.mkdtemp(prefix="hackgap-docker-hub-", dir="/tmp"))
-    root.chmod(0o711)
-    sandbox_yaml = (
-        f"sandbox:\n  backend: docker\n  image: {sandbox_image}\n  mem_limit: {MEM}\n"
-        "  cpu_limit: 1.0\n  start_timeout: 180\n"
-    )
-    event_dir = load_event(make_hub_event(root / "event", teams, name=name, sandbox=sandbox_yaml))
-    workdir = event_dir.workdir
-    try:
-        state = services.up(workdir, s3=True, prefect=False)
-        store = ObjectStore.from_env({
-            "HACKGAP_S3_ENDPOINT": state.s3.endpoint, "HACKGAP_S3_ACCESS_KEY":
-            state.s3.access_key, "HACKGAP_S3_SECRET_KEY": state.s3.secret_key})  # fmt: skip
-        publish_test_twin(store, name, rows=120)
+    stale = []
+
+    def leave_a_stale_container(name: str) -> None:
         # a team container left by a hub that died without `down`: hub_up must remove it
-        stale = docker_engine.containers.create(
-            sandbox_image, command="true", labels=sd._labels(name, "container", "stale")
+        stale.append(
+            docker_engine.containers.create(
+                sandbox_image, command="true", labels=sd._labels(name, "container", "stale")
+            )
         )
-        hub_state = services.hub_up(event_dir)
-        run_provision(event_dir, store, start=True)
-        hub = services.status(workdir).hub
-        yield SimpleNamespace(
-            event_dir=event_dir, name=name, workdir=workdir, hub=hub, teams=teams,
-            s3=state.s3, client=docker_engine, stale_id=stale.id, hub_notes=hub_state.notes,
-        )  # fmt: skip
-    except Exception:
-        print(_log_tails(workdir))
-        raise
-    finally:
-        for team in teams:
-            try:
-                logs = docker_engine.containers.get(sd.container_name(name, team)).logs(tail=30)
-                print(logs.decode(errors="replace"))
-            except Exception:
-                pass
-        services.down(workdir)
-        sd.teardown_event(name, event_dir.event.sandbox, docker_engine)
-        for team in teams:
-            sd.remove_team(name, team, client=docker_engine)
-        subprocess.run(["rm", "-rf", str(root)], capture_output=True)
+
+    with running_docker_hub(
+        docker_engine, sandbox_image, teams, name=f"dock-{tag}", mem_limit=MEM,
+        before_hub=leave_a_stale_container,
+    ) as hub:  # fmt: skip
+        hub.stale_id = stale[0].id
+        try:
+            yield hub
+        finally:
+            for team in teams:
+                try:
+                    container = docker_engine.containers.get(sd.container_name(hub.name, team))
+                    print(container.logs(tail=30).decode(errors="replace"))
+                except Exception:
+                    pass
 
 
 def _passwords(workdir: Path) -> dict[str, str]:
