@@ -2,11 +2,13 @@
 
 Each step is the same code an organiser runs by hand (init, demo-data,
 services up, ingest, link, synthesize); a second run re-uses what is already
-there (same sources, running services, cached linkage) instead of redoing it.
+there (same sources, running services, cached linkage, the twin released from the same
+linked table, settings and code) instead of redoing it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -20,6 +22,11 @@ from flows.event import EVENT_FILE, load_event, render_event_yaml
 DEMO_NAME = "hack-the-gap-demo"
 KEY_FILE = Path(".hackgap/secure/pseudonym.key")
 STAMP = ".demo-sources.json"
+TWIN_STAMP = "demo-twin.json"  # in the work directory: what the released twin was made from
+REPO = Path(__file__).resolve().parent.parent
+# Everything the twin depends on besides the linked table and event.yaml: a change here
+# makes the demo fit the twin again.
+TWIN_CODE = ("synthetic", "flows/synthesize.py", "flows/schemas", "challenges/packs")
 
 
 def scaffold(directory: Path, seed: int) -> bool:
@@ -77,6 +84,58 @@ def ensure_sources(directory: Path, persons: int, seed: int) -> bool:
     return True
 
 
+def _twin_inputs(event_dir, store) -> dict | None:
+    """What the twin is made from: the linked table's digest, the twin settings, the
+    challenges and a digest of the twin code. None while no linked table is complete."""
+    ev = event_dir.event
+    manifest = store.read_manifest("secure", f"{ev.name}/linked")
+    if manifest is None:
+        return None
+    code = hashlib.sha256()
+    roots = [REPO / p for p in TWIN_CODE] + [event_dir.root / "challenges"]
+    for root in roots:
+        files = [root] if root.is_file() else sorted(root.rglob("*")) if root.is_dir() else []
+        for path in files:
+            if path.is_file() and "__pycache__" not in path.parts:
+                code.update(str(path.relative_to(root.parent)).encode() + b"\0")
+                code.update(path.read_bytes())
+    return {
+        "linked": manifest["files"]["analysis.parquet"]["sha256"],
+        "twin": ev.twin.model_dump(mode="json"),
+        "seed": ev.seed,
+        "challenges": list(ev.challenges),
+        "code": code.hexdigest(),
+    }
+
+
+def reusable_twin(event_dir, store) -> str | None:
+    """The open prefix of the twin an earlier demo run released from the same inputs, if it
+    is still complete; None means: make it (again)."""
+    stamp = event_dir.workdir / TWIN_STAMP
+    if not stamp.is_file():
+        return None
+    recorded = json.loads(stamp.read_text(encoding="utf-8"))
+    prefix = recorded.get("prefix", "")
+    if recorded.get("inputs") != _twin_inputs(event_dir, store):
+        return None
+    return prefix if prefix and store.is_complete("open", prefix) else None
+
+
+def remember_twin(event_dir, store) -> None:
+    """Record which twin the demo released and from what (read by `reusable_twin`)."""
+    from flows.provision import latest_twin
+
+    version, _manifest = latest_twin(store, event_dir.event.name)
+    doc = {
+        "prefix": f"twins/{event_dir.event.name}/{version}",
+        "inputs": _twin_inputs(event_dir, store),
+    }
+    stamp = event_dir.workdir / TWIN_STAMP
+    tmp = stamp.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    tmp.replace(stamp)
+
+
 def run_demo(directory: Path, *, persons: int, seed: int, console: Console) -> None:
     """Scaffold, generate, start services, ingest, link and synthesise; print a summary."""
     from flows import services
@@ -120,7 +179,16 @@ def run_demo(directory: Path, *, persons: int, seed: int, console: Console) -> N
     link(directory=directory, no_prefect=False)
 
     console.rule("[bold]6. synthetic twin (release gate)")
-    synthesize(directory=directory, no_prefect=False)
+    reused = reusable_twin(event_dir, store)
+    if reused:
+        console.print(
+            f"Re-using the released twin open/{reused} (same linked table, settings and code; "
+            f"`hackgap synthesize {directory}` makes it again)",
+            markup=False,
+        )
+    else:
+        synthesize(directory=directory, no_prefect=False)
+        remember_twin(event_dir, store)
 
     console.rule("[bold]7. team sandboxes (JupyterHub)")
     hub = _team_sandboxes(event_dir, store, console)

@@ -100,3 +100,6 @@ def test_demo_runs_end_to_end_and_reruns(demo_dir: Path):
     assert "Re-using" in second.stdout
     assert "0 of 4 source files uploaded" in second.stdout
     assert "object store was already running" in second.stdout
+    # the twin is not fitted again: the same release, nothing new in the open bucket
+    assert f"Re-using the released twin open/{twin_prefix}" in second.stdout
+    assert [k for k in store.list("open") if k.endswith("/_COMPLETE")] == released
