@@ -163,9 +163,14 @@ def exact_link(school: pd.DataFrame, persons: pd.DataFrame) -> tuple[pd.DataFram
     found = has_bsn & key_isin(school["bsn"], persons["bsn"])
     out = school.copy(deep=False)
     out["person_key"] = school["bsn"].where(found)
-    out["link_method"] = pd.Series(np.where(found, EXACT, None), index=school.index, dtype=object)
-    status = np.where(found, EXACT, np.where(has_bsn, NOT_IN_REGISTER, ""))
-    out["link_status"] = pd.Series(status, index=school.index, dtype=object)
+    # filled by mask (one shared object per value), not np.where over string arrays
+    method = np.full(len(school), None, dtype=object)
+    method[found] = EXACT
+    status = np.full(len(school), "", dtype=object)
+    status[has_bsn] = NOT_IN_REGISTER
+    status[found] = EXACT
+    out["link_method"] = pd.Series(method, index=school.index)
+    out["link_status"] = pd.Series(status, index=school.index)
     stats = ExactStats(
         rows_with_bsn=int(has_bsn.sum()),
         rows_linked=int(found.sum()),

@@ -14,6 +14,7 @@ No value of the file appears in SQL text, in a log or in an exception raised fro
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,11 +186,16 @@ def convert_texts(texts: pd.DataFrame, spec: FrameSpec) -> pd.DataFrame | None:
     return _frame(table, spec, texts.index)
 
 
-def custom_rules_hold(spec: FrameSpec, frame: pd.DataFrame) -> bool:
-    """The rules only pandas can run (e.g. the elfproef) hold for every row."""
+def custom_rules_hold(spec: FrameSpec, frame: pd.DataFrame, enforced: Iterable[str] = ()) -> bool:
+    """The rules only pandas can run (e.g. the elfproef) hold for every row.
+
+    `enforced`: columns whose custom rules the reader's reject step has just applied
+    (dropped or blanked every failing value), so they are not run a second time.
+    """
+    done = set(enforced)
     return all(
         bool(np.asarray(r.custom(frame[f.name])).all())
         for f in spec.fields
         for r in f.checks
-        if r.custom is not None
+        if r.custom is not None and f.name not in done
     )

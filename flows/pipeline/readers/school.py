@@ -28,6 +28,9 @@ def _blank_bad_bsn(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     return frame, {REJECT_BSN: int(bad.sum())}
 
 
+_blank_bad_bsn.enforces = ("bsn",)  # the elfproef, applied above
+
+
 def read_school(path: Path, source: Source | None = None) -> ReadResult:
     """Read DUO enrolments: one row per pupil and school year; bsn may be absent or empty."""
     read = read_csv_source(path, source, "school", SCHOOL, reject=_blank_bad_bsn)

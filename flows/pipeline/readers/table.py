@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import re
+import threading
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -32,10 +33,19 @@ from flows.pipeline.schemas import EMPTY, STRING, FrameSpec
 if TYPE_CHECKING:
     import pandera.pandas as pa
 
+_CHUNKED_READ = threading.Lock()
 CHUNK_ROWS = 50_000  # rows per chunk on the pandas path
 FAST_BLOCK_BYTES = 8 << 20  # bytes per chunk on the Arrow path: bounded memory, few checks
 
 Reject = Callable[[pd.DataFrame], tuple[pd.DataFrame, dict[str, int]]]
+# A reject step that drops or blanks every value failing its columns' custom rules (the
+# elfproef) names those columns in an attribute `enforces`: not checked a second time.
+
+
+def enforced_by(reject: Reject | None) -> tuple[str, ...]:
+    return tuple(getattr(reject, "enforces", ()))
+
+
 RowLabel = Callable[[int], str]
 
 
@@ -236,17 +246,20 @@ def collect(
         fast = read_canonical(chunks, spec, mapping)
         if fast is not None:
             frame, counts = reject(fast.frame) if reject is not None else (fast.frame, {})
-            if custom_rules_hold(spec, frame):
+            if custom_rules_hold(spec, frame, enforced_by(reject)):
                 return Collected(frame, fast.rows_read, {k: v for k, v in counts.items() if v})
         chunks.fast = False
     args = (spec, where, mapping, decimal, prepare, reject, row_label, before_error)
-    if not (isinstance(chunks, CsvChunks) and chunks.fast):
-        return _collect(chunks, *args)
-    try:
-        return _collect(chunks, *args)
-    except (SourceError, FastPathDeclined):
-        chunks.fast = False
-        return _collect(chunks, *args)
+    # One chunked read at a time: the pandas parser's warnings.catch_warnings changes
+    # process-wide state, and the link stage reads its extracts in threads.
+    with _CHUNKED_READ:
+        if not (isinstance(chunks, CsvChunks) and chunks.fast):
+            return _collect(chunks, *args)
+        try:
+            return _collect(chunks, *args)
+        except (SourceError, FastPathDeclined):
+            chunks.fast = False
+            return _collect(chunks, *args)
 
 
 def _collect(
@@ -289,7 +302,7 @@ def _collect(
             if reject is not None:
                 typed, counts = reject(typed)
                 rejected.update(counts)
-            if not (checked and custom_rules_hold(spec, typed)):
+            if not (checked and custom_rules_hold(spec, typed, enforced_by(reject))):
                 validate(spec.schema(), typed, where, mapping, row_label)
         except SourceError:
             if before_error is not None:
