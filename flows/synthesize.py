@@ -30,6 +30,7 @@ import yaml
 from flows.event import EventDir, load_event
 from flows.objectstore import ObjectStore
 from flows.pipeline.audit import AuditLog
+from synthetic.cart import Mapper
 from synthetic.codebook import render_codebook
 from synthetic.errors import TwinError
 from synthetic.make import TwinBuild, make_twin
@@ -77,6 +78,78 @@ def twin_settings(event_dir: EventDir) -> TwinSettings:
         rows=twin.rows,
         thresholds=Thresholds(**twin.thresholds.model_dump()),
     )
+
+
+def tree_map(workers: int, address: str | None = None) -> Mapper | None:
+    """How the twin's trees are fitted: None (here, in this process) for one worker and no
+    scheduler, else a `map` running them as Prefect tasks on Prefect's Dask task runner: a
+    local cluster of `workers` processes, or the organiser's scheduler at `address`."""
+    if workers <= 1 and not address:
+        return None
+    if address:
+        _check_scheduler(address)
+
+    def run(fn: Callable, data: Any, jobs: list) -> list:
+        return _fit_trees_flow(fn, data, jobs, workers, address)()
+
+    return run
+
+
+def _check_scheduler(address: str) -> None:
+    """One sentence, not a traceback, when twin.dask_address does not answer as Dask."""
+    import logging
+
+    from distributed import Client
+
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    try:
+        with Client(address, timeout=5, set_as_default=False) as client:
+            client.scheduler_info()
+    except (OSError, TimeoutError, ValueError) as exc:
+        reason = type(exc).__name__
+        raise TwinError(
+            f"twin.dask_address: no Dask scheduler answers at {address} ({reason}); start one "
+            "there (`dask scheduler`, workers able to reach this Prefect server) or remove "
+            "twin.dask_address from event.yaml to fit on this machine."
+        ) from None
+
+
+def _fit_trees_flow(fn: Callable, data: Any, jobs: list, workers: int, address: str | None):
+    """A Prefect flow on a DaskTaskRunner with one task per fit job. The real predictors are
+    scattered to every worker once (a Dask future the tasks receive), not sent per task;
+    the frame is a closure, never a flow parameter (Prefect would record parameters)."""
+    import logging
+
+    from prefect import flow, task, unmapped
+    from prefect.cache_policies import NONE
+    from prefect.context import FlowRunContext
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        runner = DaskTaskRunner(address=address)
+    else:
+        runner = DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": None,
+                "silence_logs": logging.ERROR,
+            }
+        )
+
+    @task(name="fit-tree", cache_policy=NONE, persist_result=False)
+    def fit_tree(shared: Any, job: Any) -> dict:
+        return fn(shared, job)
+
+    @flow(name="fit-twin-trees", task_runner=runner, log_prints=False)
+    def fit_trees() -> list:
+        client = FlowRunContext.get().task_runner.client
+        shared = client.scatter(data, broadcast=True, hash=False)
+        futures = fit_tree.map(unmapped(shared), jobs)
+        return [f.result() for f in futures]
+
+    return fit_trees
 
 
 def challenge_checks(event_dir: EventDir) -> tuple[dict[str, tuple], dict[str, tuple]]:
@@ -164,7 +237,14 @@ def run_synthesize(
     os.chmod(secure_tmp, 0o700)
     with tempfile.TemporaryDirectory(dir=secure_tmp) as tmp:
         build = make_twin(
-            real, load_schema(), settings, checks, required, progress=say, workdir=Path(tmp)
+            real,
+            load_schema(),
+            settings,
+            checks,
+            required,
+            progress=say,
+            workdir=Path(tmp),
+            fit_map=tree_map(ev.twin.workers, ev.twin.dask_address),
         )
         return _release(build, event_dir, store, audit, settings, Path(tmp), say)
 

@@ -25,7 +25,7 @@ Fitted models hold real leaf values: secure-zone objects, pickled to the secure 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -38,6 +38,8 @@ from synthetic.schema import TableSchema
 from synthetic.settings import TwinSettings
 
 _NULL = "\0null"
+_POOL = -2  # the pooled classes of a many-class tree (-1 is null)
+GROUP_BATCHES = 4  # a grouped column (buurt within wijk) is fitted as up to this many jobs
 
 
 def visit_sequence(
@@ -196,18 +198,27 @@ def _draw_class(tree, codes: _Ordered, x: np.ndarray, rng: np.random.Generator) 
 
 
 class _ColumnModel:
-    """The tree(s) for one column, fitted on one group of rows (all rows, or one parent)."""
+    """The tree(s) for one column, fitted on one group of rows (all rows, or one parent).
 
-    def __init__(self, kind: str, levels: list, min_leaf: int, max_depth: int | None, seed: int):
+    A discrete column keeps at most `max_classes` classes of its own in the tree (the most
+    frequent; ties by code); the rest are pooled into one class, and a row drawn into the pool
+    takes the value of a random pooled donor of its leaf. That is the donor draw of CART with
+    coarser splits, and it bounds the cost: a tree's work and its rank columns grow with rows
+    x classes, and a school has hundreds."""
+
+    def __init__(
+        self, kind: str, levels: list, min_leaf: int, max_depth: int | None, seed: int,
+        max_classes: int = 0,
+    ):  # fmt: skip
         self.kind, self.levels = kind, levels
         self.options = dict(min_samples_leaf=min_leaf, max_depth=max_depth, random_state=seed)
-        self.min_leaf = min_leaf
-        self.tree = self.null_tree = self.leaves = None
+        self.min_leaf, self.max_classes = min_leaf, max_classes
+        self.tree = self.null_tree = self.leaves = self.pool = None
         self.codes = self.null_codes = _Ordered(())
 
-    def fit(self, x: np.ndarray, values: pd.Series, cats: Sequence[tuple[int, int]]):
+    def fit(self, x: np.ndarray, y: np.ndarray, cats: Sequence[tuple[int, int]]):
+        """`y`: floats (NaN null) for a numerical column, else level codes (-1 null)."""
         if self.kind == "numerical":
-            y = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
             null = np.isnan(y)
             if null.any():
                 self.null_codes = _Ordered(cats).fit(x, null[:, None].astype(float))
@@ -220,10 +231,21 @@ class _ColumnModel:
                 leaf = self.tree.apply(x_value)
                 self.leaves = _Leaves.build(leaf, y[~null], self.tree.tree_.node_count)
             return self
-        codes = values.map({v: i for i, v in enumerate(self.levels)}).fillna(-1).astype(int)
-        classes, index = np.unique(codes.to_numpy(), return_inverse=True)
+        codes = y
+        classes, counts = np.unique(codes, return_counts=True)
+        pooled = None
+        if self.max_classes and len(classes) > self.max_classes:
+            keep = classes[np.argsort(-counts, kind="stable")[: self.max_classes - 1]]
+            pooled = ~np.isin(codes, keep)
+            codes = np.where(pooled, _POOL, codes)
+            classes = np.unique(codes)
+        index = np.searchsorted(classes, codes)
         self.codes = _Ordered(cats).fit_classes(x, index, len(classes))
-        self.tree = DecisionTreeClassifier(**self.options).fit(self.codes.transform(x), codes)
+        x_tree = self.codes.transform(x)
+        self.tree = DecisionTreeClassifier(**self.options).fit(x_tree, codes)
+        if pooled is not None:
+            leaf = self.tree.apply(x_tree[pooled])
+            self.pool = _Donors.build(leaf, y[pooled], self.tree.tree_.node_count)
         return self
 
     def sample(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -238,10 +260,95 @@ class _ColumnModel:
                 out[~null] = self.leaves.draw(leaf, rng)
             return out
         codes = _draw_class(self.tree, self.codes, x, rng)
+        pooled = codes == _POOL
+        if pooled.any():
+            codes[pooled] = self.pool.draw(_apply(self.tree, self.codes, x[pooled]), rng)
         out = np.empty(n, dtype=object)
         for code in np.unique(codes):
             out[codes == code] = None if code < 0 else self.levels[code]
         return out
+
+
+@dataclass
+class _Donors:
+    """Real values per leaf, drawn without smoothing (the pooled classes of a leaf)."""
+
+    values: np.ndarray
+    start: np.ndarray
+    count: np.ndarray
+
+    @classmethod
+    def build(cls, leaf: np.ndarray, y: np.ndarray, nodes: int) -> _Donors:
+        order = np.argsort(leaf, kind="stable")
+        start, count = np.zeros(nodes, int), np.zeros(nodes, int)
+        ids, first, counts = np.unique(leaf[order], return_index=True, return_counts=True)
+        start[ids], count[ids] = first, counts
+        return cls(y[order], start, count)
+
+    def draw(self, leaf: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        pick = self.start[leaf] + np.floor(rng.random(len(leaf)) * self.count[leaf]).astype(int)
+        return self.values[pick]
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """One independent piece of the fit: a column's tree, or its trees for some parent values.
+
+    Every tree is fitted on real columns only, so jobs need nothing from each other: they
+    can run in any order, in any process, and give the same models."""
+
+    column: str
+    kind: str  # numerical | discrete
+    levels: tuple
+    width: int  # its predictors: the first `width` columns of FitData.x
+    cats: tuple[tuple[int, int], ...]
+    keys: tuple = (None,)  # parent values this job fits (None: one tree on all rows)
+    seeds: tuple[int, ...] = ()
+    options: tuple[int | None, int | None, int] = (10, None, 0)  # min_leaf, max_depth, classes
+    cost: float = 0.0  # rows x predictors, to start the largest jobs first
+
+
+@dataclass
+class FitData:
+    """What every job reads: shipped to a worker once, whatever the number of jobs."""
+
+    x: np.ndarray  # every column's predictors, in visit order
+    targets: dict[str, np.ndarray]  # per column: floats, or level codes (-1 null)
+    groups: dict[str, np.ndarray]  # per grouped column: the parent key of each row
+
+
+def fit_job(data: FitData, job: FitJob) -> dict[object, _ColumnModel]:
+    """The models of one job (a plain function: any `map` may run it anywhere)."""
+    x, y = data.x[:, : job.width], data.targets[job.column]
+    min_leaf, max_depth, max_classes = job.options
+    models = {}
+    for key, seed in zip(job.keys, job.seeds, strict=True):
+        model = _ColumnModel(job.kind, list(job.levels), min_leaf, max_depth, seed, max_classes)
+        if key is None:
+            models[key] = model.fit(x, y, job.cats)
+        else:
+            rows = data.groups[job.column] == key
+            models[key] = model.fit(x[rows], y[rows], job.cats)
+    return models
+
+
+Mapper = Callable[[Callable[[FitData, FitJob], dict], FitData, Sequence[FitJob]], list]
+
+
+def run_here(fn, data: FitData, jobs: Sequence[FitJob]) -> list:
+    """The default `map`: every job in this process, one after the other."""
+    return [fn(data, job) for job in jobs]
+
+
+def _batches(keys: list, rows: list[int], parts: int) -> list[list[int]]:
+    """Split group indices into at most `parts` batches of similar row counts (largest first)."""
+    bins: list[list[int]] = [[] for _ in range(min(parts, len(keys)))]
+    load = [0] * len(bins)
+    for i in sorted(range(len(keys)), key=lambda i: -rows[i]):
+        k = load.index(min(load))
+        bins[k].append(i)
+        load[k] += rows[i]
+    return [sorted(b) for b in bins if b]
 
 
 def _group_key(value) -> object:
@@ -266,6 +373,8 @@ class CartSynthesizer:
             visit_first=settings.visit_first,
             visit_last=settings.visit_last,
             hierarchies=settings.hierarchies,
+            fit_within=settings.fit_within,
+            max_classes=settings.max_classes,
         )
 
     def __init__(
@@ -279,8 +388,11 @@ class CartSynthesizer:
         visit_first: Sequence[str] = (),
         visit_last: Sequence[str] = (),
         hierarchies: Sequence[Sequence[str]] = (),
+        fit_within: Sequence[tuple[str, str]] = (),
+        max_classes: int = 0,
     ) -> None:
         self.schema, self.info = schema, info
+        self.fit_within, self.max_classes = tuple(map(tuple, fit_within)), max_classes
         self.seed, self.min_leaf, self.max_depth = seed, min_leaf, max_depth
         self.visit_first, self.visit_last = tuple(visit_first), tuple(visit_last)
         self.hierarchies = tuple(map(tuple, hierarchies))
@@ -319,44 +431,72 @@ class CartSynthesizer:
 
     # --- fit and sample -------------------------------------------------------------------
 
-    def fit(self, frame: pd.DataFrame) -> CartSynthesizer:
-        """Fit one tree (or one per parent value) per column on the coarsened real rows."""
+    def plan(self, frame: pd.DataFrame) -> tuple[FitData, list[FitJob]]:
+        """The fit as independent jobs over one shared FitData (largest jobs first)."""
         frame = frame.reset_index(drop=True)
         self.columns = list(frame.columns)
-        self.order = visit_sequence(
-            list(frame.columns), self.visit_first, self.visit_last, self.hierarchies
-        )
-        self.parent = {
-            child: parent
-            for levels in self.hierarchies
-            for parent, child in pairwise(levels)
-            if parent in self.order and child in self.order
-        }
+        pairs = [tuple(p) for levels in self.hierarchies for p in pairwise(levels)]
+        pairs += [(parent, child) for child, parent in self.fit_within]
+        self.order = visit_sequence(list(frame.columns), self.visit_first, self.visit_last, pairs)
+        self.parent = {c: p for p, c in pairs if p in self.order and c in self.order}
         blocks = [np.zeros((len(frame), 1))]  # a constant: the first column's tree is its root
+        width = 1
         cats: list[tuple[int, int]] = []  # categorical code columns in x, and their sizes
+        data = FitData(np.empty((0, 0)), {}, {})
+        jobs: list[FitJob] = []
+        options = (self.min_leaf, self.max_depth, self.max_classes)
         for i, name in enumerate(self.order):
-            x = np.hstack(blocks)
             spec = self.schema[name]
             kind = "numerical" if spec.type == "numerical" else "discrete"
             levels = self._levels(name)
             values = frame[name]
-            self.models[name] = {}
+            if kind == "numerical":
+                y = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+            else:
+                index = {v: j for j, v in enumerate(levels)}
+                y = values.map(index).fillna(-1).to_numpy(dtype=np.int64)
+            data.targets[name] = y
+            job = dict(column=name, kind=kind, levels=tuple(levels), width=width)
+            job |= dict(cats=tuple(cats), options=options)
             if name in self.parent:
                 keys = frame[self.parent[name]].map(_group_key)
-                for j, key in enumerate(sorted(keys.unique(), key=str)):
-                    rows = (keys == key).to_numpy()
-                    if rows.sum() >= self.min_leaf:  # smaller groups get no value (null)
-                        model = _ColumnModel(
-                            kind, levels, self.min_leaf, self.max_depth, self.seed + 1000 * i + j
+                data.groups[name] = keys.to_numpy(dtype=object)
+                counts = keys.value_counts()
+                every = sorted(counts.index, key=str)  # seeds by position among all values
+                big = [k for k in every if counts[k] >= self.min_leaf]  # others get null
+                rows = [int(counts[k]) for k in big]
+                for batch in _batches(big, rows, GROUP_BATCHES):
+                    jobs.append(
+                        FitJob(
+                            **job,
+                            keys=tuple(big[k] for k in batch),
+                            seeds=tuple(self.seed + 1000 * i + every.index(big[k]) for k in batch),
+                            cost=float(sum(rows[k] for k in batch)) * width,
                         )
-                        self.models[name][key] = model.fit(x[rows], values[rows], cats)
+                    )
             else:
-                model = _ColumnModel(kind, levels, self.min_leaf, self.max_depth, self.seed + i)
-                self.models[name][None] = model.fit(x, values, cats)
+                jobs.append(FitJob(**job, seeds=(self.seed + i,), cost=float(len(frame)) * width))
             self.features[name] = _Features(name, spec.type, levels)
             if spec.type == "categorical":
-                cats.append((x.shape[1], len(levels) + 1))
+                cats.append((width, len(levels) + 1))
             blocks.append(self._block(name, values))
+            width += blocks[-1].shape[1]
+        data.x = np.hstack(blocks)
+        return data, sorted(jobs, key=lambda j: -j.cost)
+
+    def fit(self, frame: pd.DataFrame, map: Mapper | None = None) -> CartSynthesizer:
+        """Fit one tree (or one per parent value) per column on the coarsened real rows.
+
+        `map(fit_job, data, jobs)` runs the jobs and returns their results in job order
+        (default: here, one by one); flows/synthesize.py passes one running them as Prefect
+        tasks on Dask workers. The models do not depend on where or in what order they ran."""
+        data, jobs = self.plan(frame)
+        results = (map or run_here)(fit_job, data, jobs)
+        self.models = {name: {} for name in self.order}
+        for job, models in zip(jobs, results, strict=True):
+            self.models[job.column].update(models)
+        for name, models in self.models.items():  # parent values in sorted order, as sampled
+            self.models[name] = {k: models[k] for k in sorted(models, key=str)}
         return self
 
     def sample(self, num_rows: int) -> pd.DataFrame:

@@ -22,7 +22,7 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 
-from synthetic.cart import CartSynthesizer
+from synthetic.cart import CartSynthesizer, Mapper
 from synthetic.metadata import build_metadata, constraints
 from synthetic.prepare import Coarsening
 from synthetic.schema import TableSchema
@@ -128,12 +128,14 @@ def fit_twin(
     info: Coarsening,
     settings: TwinSettings,
     progress: Callable[[str], None] | None = None,
+    fit_map: Mapper | None = None,
 ) -> FittedTwin:
-    """Fit one synthesizer per stratum on `frame` (the coarsened, fit-ready real rows)."""
+    """Fit one synthesizer per stratum on `frame` (the coarsened, fit-ready real rows);
+    `fit_map` runs cart's independent tree fits (synthetic.cart.CartSynthesizer.fit)."""
     if settings.synthesizer == "cart":
         if progress:
             progress(f"fitting sequential CART ({len(frame)} rows, {frame.shape[1]} columns)")
-        cart = CartSynthesizer.from_settings(schema, info, settings).fit(frame)
+        cart = CartSynthesizer.from_settings(schema, info, settings).fit(frame, fit_map)
         return FittedTwin([Stratum(REST, len(frame), cart)], list(frame.columns), "cart")
     metadata = build_metadata(schema, frame, info)
     strata = []

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from synthetic.cart import Mapper
 from synthetic.fidelity import Check
 from synthetic.fit import FittedTwin, fit_twin, sample_twin, stratum_labels
 from synthetic.gate import GateContext, GateResult, judge_release
@@ -52,23 +53,17 @@ def canonical_order(real: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
     return real.loc[order].reset_index(drop=True)
 
 
-def make_twin(
+def draw_twin(
     real: pd.DataFrame,
     schema: TableSchema,
     settings: TwinSettings,
     checks: Mapping[str, Sequence[Check]] | None = None,
     required: Mapping[str, Sequence[str]] | None = None,
     progress: Progress | None = None,
-    workdir: Path | None = None,
-) -> TwinBuild:
-    """Fit on the training part of `real`, sample, redraw unsafe rows, write the release
-    files to `workdir` (a secure-zone directory; default a fresh temporary one, removed
-    with its files once the gate has run), read them back and run the gate on them."""
-    if workdir is None:
-        with tempfile.TemporaryDirectory(prefix="hackgap-twin-") as tmp:
-            build = make_twin(real, schema, settings, checks, required, progress, Path(tmp))
-            build.files = {}
-            return build
+    fit_map: Mapper | None = None,
+) -> tuple[pd.DataFrame, FittedTwin, GateContext, int, dict[str, float]]:
+    """The candidate twin before any file or gate: (twin, fitted, context, rows redrawn,
+    timings). Everything random in a twin happens here, seeded by `settings.seed`."""
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -88,6 +83,7 @@ def make_twin(
         info,
         settings,
         progress=say,
+        fit_map=fit_map,
     )
     timings["fit"] = time.perf_counter() - started
 
@@ -104,6 +100,34 @@ def make_twin(
     )
     twin = finish(drawn)
     timings["sample"] = time.perf_counter() - started
+
+    return twin, fitted, ctx, rejected, timings
+
+
+def make_twin(
+    real: pd.DataFrame,
+    schema: TableSchema,
+    settings: TwinSettings,
+    checks: Mapping[str, Sequence[Check]] | None = None,
+    required: Mapping[str, Sequence[str]] | None = None,
+    progress: Progress | None = None,
+    workdir: Path | None = None,
+    fit_map: Mapper | None = None,
+) -> TwinBuild:
+    """Fit on the training part of `real`, sample, redraw unsafe rows, write the release
+    files to `workdir` (a secure-zone directory; default a fresh temporary one, removed
+    with its files once the gate has run), read them back and run the gate on them."""
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="hackgap-twin-") as tmp:
+            build = make_twin(
+                real, schema, settings, checks, required, progress, Path(tmp), fit_map
+            )
+            build.files = {}
+            return build
+    say = progress or (lambda _msg: None)
+    twin, fitted, ctx, rejected, timings = draw_twin(
+        real, schema, settings, checks, required, say, fit_map
+    )
 
     started = time.perf_counter()
     say("writing the release files and reading them back")

@@ -52,7 +52,8 @@ class TwinSettings:
     variables; wijk first so its SES figures condition everything after it), the rest in
     schema order, `visit_last` at the end (many-valued identifiers and noise, drawn given
     everything but predicting nothing); every tree leaf holds at least `min_leaf` real rows;
-    `max_depth` caps the trees (None: grown until leaves reach `min_leaf`, as synthpop does).
+    `max_depth` caps the trees (None: grown until leaves reach `min_leaf`, as synthpop does);
+    `fit_within` and `max_classes` keep a many-valued column's trees linear in the rows.
     """
 
     synthesizer: str = "cart"
@@ -74,6 +75,13 @@ class TwinSettings:
     stratum_bins: int = 3
     stratum_min_rows: int = 300
     hierarchies: tuple[tuple[str, ...], ...] = (("wijk_code", "buurt_code"),)
+    # cart: (column, parent) fitted with one tree per parent value, keeping its place in the
+    # visit order: a school within the pupil's wijk. Its trees see the wijk's schools only,
+    # so their cost grows with the rows, not rows x every school of the municipality.
+    fit_within: tuple[tuple[str, str], ...] = (("po_brin", "wijk_code"),)
+    # cart: a tree keeps at most this many classes of its own; rarer ones are pooled and drawn
+    # from the pooled donors of the leaf (synthetic/cart.py); 0 keeps every class
+    max_classes: int = 20
     area_attributes: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("buurt_code", ("buurt_pct_laag_inkomen",)),
         ("wijk_code", ("wijk_gem_inkomen", "wijk_ses_tertiel")),
@@ -111,6 +119,8 @@ class TwinSettings:
                 "twin.min_leaf: must be at least 5 (each value is drawn from that many real "
                 "people); set it to 10."
             )
+        if self.max_classes == 1 or self.max_classes < 0:
+            raise TwinError("twin.max_classes: must be 0 (no cap) or at least 2; set it to 20.")
         if self.max_depth is not None and self.max_depth < 1:
             raise TwinError("twin.max_depth: must be at least 1; leave it out for no cap.")
         if self.rows is not None and self.rows < 1:

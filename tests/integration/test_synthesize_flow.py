@@ -132,3 +132,48 @@ def test_missing_linked_table_is_a_user_error(tmp_path, store):
 
     with pytest.raises(TwinError, match=r"run `hackgap link .*` first"):
         run_synthesize(_event(tmp_path), store)
+
+
+def _twin_files(tmp: Path, fit_map) -> tuple[dict[str, str], object]:
+    """Fit (with `fit_map`), sample and write the release files of the 3,000-row table."""
+    from flows.synthesize import load_schema
+    from synthetic.fit import fit_twin, sample_twin
+    from synthetic.prepare import area_columns, attach_areas, coarsen, restore_dtypes
+    from synthetic.release import sha256, write_release
+    from synthetic.settings import TwinSettings
+
+    real, schema = tables.make_table(3000, seed=7), load_schema()
+    settings = TwinSettings(seed=5, min_leaf=20, max_depth=4)
+    coarse, info = coarsen(real, schema, settings)
+    frame = coarse.drop(columns=area_columns(settings, info))
+    fitted = fit_twin(frame, frame.index.to_series(), schema, info, settings, fit_map=fit_map)
+    drawn, _ = sample_twin(fitted, len(frame), settings.seed)
+    twin = restore_dtypes(attach_areas(drawn, info), real, schema, info)
+    files = write_release(twin, tmp)
+    return {name: sha256(path) for name, path in files.items()}, fitted
+
+
+def test_twin_is_byte_identical_for_any_worker_count(tmp_path, prefect_server):
+    """Trees fitted here, as Prefect tasks on a local 2-worker Dask cluster, and on an
+    organiser's scheduler (twin.dask_address) with one worker: the same release files."""
+    from distributed import LocalCluster
+
+    from flows.synthesize import tree_map
+
+    assert tree_map(1) is None  # one worker, no scheduler: fitted in this process
+    here, fitted = _twin_files(tmp_path / "here", None)
+    two, _ = _twin_files(tmp_path / "two", tree_map(2))
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        one, _ = _twin_files(tmp_path / "one", tree_map(1, cluster.scheduler_address))
+    assert here == two == one and set(here) == {"twin.csv", "twin.parquet"}
+    assert len(fitted.strata[0].synthesizer.models["po_brin"]) == 6  # one model per wijk
+
+
+def test_unreachable_dask_scheduler_is_one_sentence_naming_the_setting():
+    from flows.synthesize import tree_map
+
+    with pytest.raises(TwinError) as err:
+        tree_map(2, "tcp://127.0.0.1:9")  # the discard port: nothing listens
+    message = str(err.value)
+    assert message.startswith("twin.dask_address: no Dask scheduler answers at tcp://127.0.0.1:9")
+    assert "remove twin.dask_address" in message and "\n" not in message

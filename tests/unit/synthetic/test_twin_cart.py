@@ -83,6 +83,41 @@ def test_same_seed_same_rows_other_seed_other_rows(schema, small_table, fitted):
     assert not other.sample(500).equals(b)
 
 
+def test_fit_jobs_give_the_same_twin_in_any_order(schema, small_table, fitted):
+    """The trees are fitted on real columns only: jobs run in reverse order (as on workers
+    that finish in any order), the models and so the sampled rows are the same."""
+    cart, frame = fitted
+
+    def backwards(fn, data, jobs):
+        return [fn(data, job) for job in reversed(jobs)][::-1]
+
+    settings = TwinSettings(seed=5)
+    _coarse, info = coarsen(small_table, schema, settings)
+    again = CartSynthesizer.from_settings(schema, info, settings).fit(frame, backwards)
+    assert len(again.plan(frame)[1]) > len(again.order)  # grouped columns: several jobs
+    cart.rng, again.rng = np.random.default_rng(5), np.random.default_rng(5)  # same stream
+    pd.testing.assert_frame_equal(again.sample(500), cart.sample(500))
+
+
+def test_a_school_is_drawn_within_the_wijk_and_rare_classes_from_leaf_donors(schema, small_table):
+    """po_brin gets one tree per wijk (fit_within); a tree keeps at most max_classes classes
+    and draws the rest from the real pooled donors of the row's leaf."""
+    cart, frame = _fit(schema, small_table, seed=5)
+    assert set(cart.models["po_brin"]) == set(frame["wijk_code"])
+    twin = cart.sample(len(frame))
+    real_pairs = set(map(tuple, frame[["wijk_code", "po_brin"]].values))
+    assert set(map(tuple, twin[["wijk_code", "po_brin"]].dropna().values)) <= real_pairs
+
+    by_sex, _ = _fit(schema, small_table, seed=5, max_classes=3,
+                     fit_within=(("po_brin", "geslacht"),))  # fmt: skip
+    for model in by_sex.models["po_brin"].values():
+        assert len(model.tree.classes_) <= 3 and model.pool is not None
+    drawn = by_sex.sample(len(frame))["po_brin"]
+    assert drawn.nunique() == frame["po_brin"].nunique() == 12  # pooled schools drawn too
+    shares = drawn.value_counts(normalize=True) - frame["po_brin"].value_counts(normalize=True)
+    assert shares.abs().max() < 0.03
+
+
 def test_structural_nulls_stay_structural(schema):
     """Pupils without groep 8 in the window have neither score nor advice, in the twin too."""
     from flows.demodata import demo_analysis_table

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from synthetic.fit import stratum_labels
-from synthetic.make import make_twin
+from synthetic.make import draw_twin, make_twin
+from synthetic.release import sha256, write_release
 from synthetic.settings import TwinSettings
 
 pytestmark = pytest.mark.slow
@@ -53,11 +54,16 @@ def test_no_twin_row_equals_a_unique_real_row(build):
     assert build.context.identical(build.twin).mean() <= SMALL.thresholds.max_identical_share
 
 
-def test_same_seed_same_twin_other_seed_other_twin(schema, small_table, build, advice_gap):
-    again = make_twin(small_table, schema, SMALL, {"advieskloof": [advice_gap]})
-    pd.testing.assert_frame_equal(again.twin, build.twin)
-    other = make_twin(small_table.head(1500), schema, TwinSettings(seed=6))
-    assert not other.twin.head(100).equals(build.twin.head(100))
+def test_same_seed_same_twin_other_seed_other_twin(
+    schema, small_table, build, advice_gap, tmp_path
+):
+    """Everything random happens before the gate (draw_twin): drawn again with the same seed,
+    the release files are byte-identical to the ones the gate judged."""
+    again, *_ = draw_twin(small_table, schema, SMALL, {"advieskloof": [advice_gap]})
+    files = write_release(again, tmp_path)
+    assert {name: sha256(path) for name, path in files.items()} == build.digests
+    other, *_ = draw_twin(small_table.head(1500), schema, TwinSettings(seed=6))
+    assert not other.head(100).equals(build.twin.head(100))
 
 
 def test_default_is_sequential_cart_in_one_model(build):
@@ -72,15 +78,15 @@ def test_strata_pool_small_groups(schema, small_table, build):
 
 def test_gaussian_copula_stays_selectable_and_seeded(schema, small_table):
     settings = TwinSettings(synthesizer="gaussian_copula", seed=3, stratum_min_rows=600)
-    a = make_twin(small_table.head(1200), schema, settings)
-    b = make_twin(small_table.head(1200), schema, settings)
-    assert a.fitted.synthesizer == "gaussian_copula"
-    pd.testing.assert_frame_equal(a.twin, b.twin)
-    assert str(a.twin["vsv"].dtype) == "boolean" and a.twin["schooladvies"].cat.ordered
+    a, fitted, *_ = draw_twin(small_table.head(1200), schema, settings)
+    b, *_ = draw_twin(small_table.head(1200), schema, settings)
+    assert fitted.synthesizer == "gaussian_copula"
+    pd.testing.assert_frame_equal(a, b)
+    assert str(a["vsv"].dtype) == "boolean" and a["schooladvies"].cat.ordered
 
 
 def test_ctgan_is_seeded_too(schema, small_table):
     settings = TwinSettings(synthesizer="ctgan", epochs=1, seed=3)
-    a = make_twin(small_table.head(600), schema, settings)
-    b = make_twin(small_table.head(600), schema, settings)
-    pd.testing.assert_frame_equal(a.twin, b.twin)
+    a, *_ = draw_twin(small_table.head(600), schema, settings)
+    b, *_ = draw_twin(small_table.head(600), schema, settings)
+    pd.testing.assert_frame_equal(a, b)

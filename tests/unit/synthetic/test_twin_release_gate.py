@@ -44,7 +44,7 @@ def plug(monkeypatch, source=None, tweak=lambda df: df, redraw: bool = True) -> 
     """Replace fitting by a StandIn over `source(training frame)` (default: the training rows
     themselves); `redraw=False` also breaks the redraw, as the earlier dtype bug did."""
 
-    def fit(frame, labels, schema, info, settings, progress=None):
+    def fit(frame, labels, schema, info, settings, progress=None, fit_map=None):
         rows = frame if source is None else source(frame)
         return FittedTwin([Stratum("rest", len(frame), StandIn(rows, tweak))], list(frame), "x")
 
