@@ -169,6 +169,21 @@ class Twin(_Model):
     rows: int | None = Field(
         None, ge=1, description="Rows to sample; default the size of the real table."
     )
+    # workers 1: the demo's fit takes ~12 s in one process; a local 2-worker Dask cluster
+    # costs ~10 s to start, so it pays only on large tables (docs/scale.md, bench_synthesize).
+    workers: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="cart: Dask worker processes that fit the trees in parallel (Prefect's "
+        "DaskTaskRunner); 1 fits them in the stage's own process.",
+    )
+    dask_address: str | None = Field(
+        None,
+        pattern=r"^(tcp|tls)://[^\s/]+:[0-9]+$",
+        description="cart: address of an organiser's Dask scheduler, e.g. tcp://10.0.0.5:8786; "
+        "the trees are fitted on its workers instead of a local cluster.",
+    )
     thresholds: TwinThresholds = Field(default_factory=TwinThresholds)
 
 
