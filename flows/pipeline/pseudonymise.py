@@ -163,7 +163,8 @@ def _hash(src: pa.Table, key: bytes) -> pa.Table:
     )
     con = duckdb.connect()
     try:
-        con.execute("SET enable_progress_bar = false")
+        # strings leave as large_string, what pandas' Arrow strings hold (no cast, no copy)
+        con.execute("SET enable_progress_bar = false; SET arrow_large_buffer_size = true")
         con.execute("SET preserve_insertion_order = true")
         con.register("src", src)
         return con.sql(f"SELECT {exprs} FROM src", params=[outer, inner]).to_arrow_table()

@@ -140,7 +140,8 @@ def _query(
     """Run `canonical_sql` over DuckDB's CSV reader (`encoding`) or Arrow's (None)."""
     con = duckdb.connect()
     try:
-        con.execute("SET enable_progress_bar = false")
+        # strings leave as large_string, what pandas' Arrow strings hold (no cast, no copy)
+        con.execute("SET enable_progress_bar = false; SET arrow_large_buffer_size = true")
         con.execute("SET preserve_insertion_order = true")
         if encoding is not None:
             source = _csv_scan(chunks.path, chunks.layout, encoding)
@@ -174,7 +175,8 @@ def convert_texts(texts: pd.DataFrame, spec: FrameSpec) -> pd.DataFrame | None:
     reader has already scoped), same index; None if any value breaks a rule."""
     con = duckdb.connect()
     try:
-        con.execute("SET enable_progress_bar = false")
+        # strings leave as large_string, what pandas' Arrow strings hold (no cast, no copy)
+        con.execute("SET enable_progress_bar = false; SET arrow_large_buffer_size = true")
         con.execute("SET preserve_insertion_order = true")
         con.register("texts", pa.Table.from_pandas(texts[spec.names], preserve_index=False))
         sql = canonical_sql("texts", spec, {name: name for name in spec.names})
