@@ -164,6 +164,7 @@ def _stage_results(sizes: tuple[int, ...]) -> tuple[list[Result], dict[int, dict
         wall, rss, fig = _child("stage_figures", path)
         fig |= {"wall": wall, "rss": rss}
         figures[persons] = fig
+        print(f"  {persons:,} persons: {json.dumps(fig)}", flush=True)  # a long run's progress
         t = fig["timings"]
         results.append(
             Result(
@@ -249,6 +250,7 @@ def _speedup(persons: int) -> list[Result]:
             )
         finally:
             services.down(Path(tmp), s3=False, prefect=True)
+    print(f"  fit at {persons:,} persons: {json.dumps(fit)}; {load}", flush=True)
     return [
         Result(
             f"cart fit on 2 Dask workers vs 1, {persons:,} persons",

@@ -117,7 +117,8 @@ def _check_scheduler(address: str) -> None:
 def _fit_trees_flow(fn: Callable, data: Any, jobs: list, workers: int, address: str | None):
     """A Prefect flow on a DaskTaskRunner with one task per fit job. The real predictors are
     scattered to every worker once (a Dask future the tasks receive), not sent per task;
-    the frame is a closure, never a flow parameter (Prefect would record parameters)."""
+    the frame is a closure, never a flow parameter (Prefect would record parameters), and no
+    result is persisted (the fitted trees hold real leaf values: secure zone, memory only)."""
     import logging
 
     from prefect import flow, task, unmapped
@@ -142,7 +143,7 @@ def _fit_trees_flow(fn: Callable, data: Any, jobs: list, workers: int, address: 
     def fit_tree(shared: Any, job: Any) -> dict:
         return fn(shared, job)
 
-    @flow(name="fit-twin-trees", task_runner=runner, log_prints=False)
+    @flow(name="fit-twin-trees", task_runner=runner, log_prints=False, persist_result=False)
     def fit_trees() -> list:
         client = FlowRunContext.get().task_runner.client
         shared = client.scatter(data, broadcast=True, hash=False)
