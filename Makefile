@@ -12,7 +12,8 @@ $(STAMP): requirements.lock pyproject.toml scripts/bootstrap.sh
 	scripts/bootstrap.sh python
 
 # anonymeter's own environment (its pins conflict with ours): the twin release gate runs it.
-$(ANONYMETER): synthetic/anonymeter-requirements.lock
+# After .venv, whose uv installs it.
+$(ANONYMETER): synthetic/anonymeter-requirements.lock | $(STAMP)
 	scripts/bootstrap.sh anonymeter
 
 setup: $(STAMP) $(ANONYMETER)

@@ -1,26 +1,28 @@
 """The team sandbox image, built without a registry.
 
 No container registry is reachable from the machines hackgap runs on, so the image is made
-from parts the host can get: a Debian base from `debootstrap` (imported with `docker
-import`), Python packages from a local wheelhouse the host fills with `pip download`, and
-`docker build --network none` on `infra/sandbox/Dockerfile`. The image is tagged with the
-hash of its inputs (recipe, Dockerfile, lock, hackgap-submit), so a second build with the
-same inputs does nothing; the debootstrap rootfs and the wheels are cached on disk by their
-own inputs, so even after the engine lost its images a rebuild downloads nothing.
+from parts the host already has or can get: a Debian base from `mmdebstrap` (imported with
+`docker import`) and the team servers' Python environment that the local backend uses
+(`sandboxes.singleuser`, built once per lock from Debian's python3.11), copied into the image
+at /opt/venv by `docker build --network none` on `infra/sandbox/Dockerfile`. So the lock is
+downloaded and installed once per machine, not twice. The image is tagged with the hash of its
+inputs (recipe, Dockerfile, lock, hackgap-submit), so a second build with the same inputs does
+nothing; the rootfs tarball is cached on disk by its own inputs, so even after the engine lost
+its images a rebuild downloads nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +37,10 @@ BASE_REPO = "hackgap/sandbox-base"
 LABEL = "org.hackgap.inputs"
 
 SUITE = "bookworm"
-BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
-PYTHON_VERSION = "3.11"  # bookworm's python3
-GLIBC_MINOR = 36  # bookworm's glibc 2.36: every manylinux tag up to it is acceptable
-RECIPE_VERSION = "1"  # bump when this module changes what goes into the image
+BASE_PACKAGES = ("python3", "ca-certificates")
+PYTHON_VERSION = "3.11"  # bookworm's python3, the same as the host's /usr/bin/python3.11
+VENV = "/opt/venv"  # where the team environment sits in the image
+RECIPE_VERSION = "2"  # bump when this module changes what goes into the image
 
 Progress = Callable[[str], None]
 
@@ -57,7 +59,7 @@ class BuildResult:
 
 
 def cache_dir() -> Path:
-    """Where the rootfs tarball and the wheelhouse are kept between builds."""
+    """Where the rootfs tarball is kept between builds (and the build context, briefly)."""
     env = os.environ.get("HACKGAP_CACHE_DIR")
     base = Path(env) if env else Path(os.path.expanduser("~/.cache/hackgap"))
     return base / "sandbox-image"
@@ -71,11 +73,15 @@ def _sha(parts: list[bytes]) -> str:
 
 
 def base_inputs_hash() -> str:
-    return _sha([SUITE.encode(), b"minbase", " ".join(BASE_PACKAGES).encode()])
+    return _sha([SUITE.encode(), b"mmdebstrap minbase nodoc", " ".join(BASE_PACKAGES).encode()])
 
 
 def base_tag() -> str:
-    return f"{BASE_REPO}:{base_inputs_hash()[:16]}"
+    """The imported base: the Debian rootfs with the team environment at /opt/venv."""
+    if not LOCK.is_file():
+        raise ImageError(f"{LOCK} is missing; restore it from the repository.")
+    digest = _sha([RECIPE_VERSION.encode(), base_inputs_hash().encode(), LOCK.read_bytes()])
+    return f"{BASE_REPO}:{digest[:16]}"
 
 
 def _submit_script() -> bytes | None:
@@ -141,7 +147,7 @@ def image_exists(client, ref: str) -> bool:
     return True
 
 
-# -- base: debootstrap + docker import -------------------------------------------------------
+# -- base: mmdebstrap + docker import --------------------------------------------------------
 
 
 def _debian_mirror() -> str:
@@ -161,139 +167,144 @@ def _debian_mirror() -> str:
 
 
 def _make_rootfs_tarball(dest: Path, say: Progress) -> None:
+    """A minimal bookworm with python3, as a tar (mmdebstrap: one apt download, one dpkg run)."""
     if os.geteuid() != 0:
         raise ImageError(
-            "Building the sandbox base image needs root (debootstrap); run "
+            "Building the sandbox base image needs root (mmdebstrap); run "
             "`hackgap sandbox-image build` as root once."
         )
-    if not shutil.which("debootstrap"):
+    if not shutil.which("mmdebstrap"):
         raise ImageError(
-            "debootstrap is not installed; install it (as root: `scripts/bootstrap.sh docker`)."
+            "mmdebstrap is not installed; install it (as root: `scripts/bootstrap.sh docker`)."
         )
     mirror = _debian_mirror()
-    say(f"debootstrap {SUITE} from {mirror} (about 75 s)")
-    with tempfile.TemporaryDirectory(prefix="hackgap-rootfs-", dir=dest.parent) as tmp:
-        rootfs = Path(tmp) / "rootfs"
+    say(f"mmdebstrap {SUITE} from {mirror} (about 30 s)")
+    partial = dest.with_suffix(".partial.tar")
+    cmd = [
+        "mmdebstrap", "--quiet", "--variant=minbase", "--mode=root",
+        f"--include={','.join(BASE_PACKAGES)}",
+        *[f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "info")],
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        SUITE, str(partial), mirror,
+    ]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode != 0:
+        partial.unlink(missing_ok=True)
+        tail = (run.stdout + run.stderr).strip().splitlines()[-3:]
+        raise ImageError(
+            f"mmdebstrap of {SUITE} from {mirror} failed ({' / '.join(tail)}); check that "
+            "the Debian mirror answers or set HACKGAP_DEBIAN_MIRROR."
+        )
+    partial.rename(dest)
+
+
+# -- the team environment: built once on the host, copied into the base -----------------------
+
+
+def team_env(say: Progress = print) -> Path:
+    """The local backend's team environment (sandboxes.singleuser), built if missing.
+
+    It is a venv of Debian's python3.11 holding exactly the lock; the image's python3 is the
+    same Debian 3.11, so the environment runs there unchanged once its paths say /opt/venv.
+    """
+    from sandboxes import singleuser
+
+    if not singleuser.is_ready():
+        say("building the team Python environment first (sandboxes.singleuser)")
+    env = singleuser.ensure()
+    cfg = (env / "pyvenv.cfg").read_text(encoding="utf-8")
+    if not re.search(rf"^version\s*=\s*{re.escape(PYTHON_VERSION)}\.", cfg, re.M):
+        raise ImageError(
+            f"The team environment {env} is not Python {PYTHON_VERSION}, the image's Python; "
+            f"install Debian's python{PYTHON_VERSION} (`scripts/bootstrap.sh hub` as root) and "
+            "build again."
+        )
+    return env
+
+
+def _relocate(env: Path, stage: Path) -> None:
+    """bin/ and pyvenv.cfg of `env` under `stage`, with the env's own path replaced by VENV."""
+    (stage / "bin").mkdir(parents=True)
+    cfg = (env / "pyvenv.cfg").read_text(encoding="utf-8")
+    (stage / "pyvenv.cfg").write_text(cfg.replace(str(env), VENV), encoding="utf-8")
+    for path in (env / "bin").iterdir():
+        target = stage / "bin" / path.name
+        if path.is_symlink():
+            link = os.readlink(path)
+            if os.path.isabs(link) and not link.startswith("/usr/"):
+                link = f"/usr/bin/python{PYTHON_VERSION}"  # a venv of a non-Debian Python
+            target.symlink_to(link)
+        else:
+            target.write_bytes(path.read_bytes().replace(str(env).encode(), VENV.encode()))
+            target.chmod(path.stat().st_mode & 0o7777)
+
+
+def _base_tarball(dest: Path, rootfs: Path, env: Path) -> None:
+    """The rootfs tar with the team environment appended at /opt/venv (GNU tar, one pass)."""
+    partial = dest.with_suffix(".partial")
+    shutil.copyfile(rootfs, partial)
+    with tempfile.TemporaryDirectory(prefix="hackgap-venv-", dir=dest.parent) as tmp:
+        stage = Path(tmp)
+        _relocate(env, stage / VENV.lstrip("/"))
+        name = env.name
+        # docker import refuses a path twice, so no directory comes from the stage twice
         cmd = [
-            "debootstrap",
-            "--variant=minbase",
-            f"--include={','.join(BASE_PACKAGES)}",
-            SUITE,
-            str(rootfs),
-            mirror,
-        ]
+            "tar", "-rf", str(partial), "--owner=0", "--group=0", "--numeric-owner",
+            "-C", str(env.parent), f"--exclude={name}/bin", f"--exclude={name}/pyvenv.cfg",
+            f"--exclude={name}/.hackgap-complete", f"--transform=s,^{name},.{VENV},S", name,
+            "-C", str(stage), f".{VENV}/pyvenv.cfg", f".{VENV}/bin",
+        ]  # fmt: skip
         run = subprocess.run(cmd, capture_output=True, text=True)
-        if run.returncode != 0:
-            tail = (run.stdout + run.stderr).strip().splitlines()[-3:]
-            raise ImageError(
-                f"debootstrap of {SUITE} from {mirror} failed ({' / '.join(tail)}); check that "
-                "the Debian mirror answers or set HACKGAP_DEBIAN_MIRROR."
-            )
-        for junk in ("var/lib/apt/lists", "var/cache/apt/archives", "var/log"):
-            for child in (rootfs / junk).glob("*"):
-                if child.is_file():
-                    child.unlink()
-        partial = dest.with_suffix(".partial")
-        subprocess.run(["tar", "-C", str(rootfs), "-czf", str(partial), "."], check=True)
-        partial.rename(dest)
+    if run.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise ImageError(f"Packing {env} for the sandbox image failed: {run.stderr.strip()}.")
+    partial.rename(dest)
 
 
 def ensure_base(client, say: Progress = print) -> str:
-    """The debootstrap base image, imported from the cached rootfs tarball when needed."""
+    """Debian + the team environment, imported as one layer when the engine lacks it."""
     tag = base_tag()
     if image_exists(client, tag):
         return tag
-    tarball = cache_dir() / f"rootfs-{base_inputs_hash()[:16]}.tar.gz"
-    tarball.parent.mkdir(parents=True, exist_ok=True)
-    if not tarball.is_file():
-        _make_rootfs_tarball(tarball, say)
-    say(f"docker import {tarball.name} as {tag}")
-    repo, _, version = tag.partition(":")
-    with open(tarball, "rb") as fh:
-        client.api.import_image_from_data(fh.read(), repository=repo, tag=version)
+    env = team_env(say)
+    rootfs = cache_dir() / f"rootfs-{base_inputs_hash()[:16]}.tar"
+    rootfs.parent.mkdir(parents=True, exist_ok=True)
+    if not rootfs.is_file():
+        _make_rootfs_tarball(rootfs, say)
+    with tempfile.TemporaryDirectory(prefix="hackgap-base-", dir=cache_dir()) as tmp:
+        tarball = Path(tmp) / "base.tar"
+        say(f"docker import {rootfs.name} + {env} (at {VENV}) as {tag}")
+        _base_tarball(tarball, rootfs, env)
+        repo, _, version = tag.partition(":")
+        with open(tarball, "rb") as fh:
+            client.api.import_image_from_data(fh, repository=repo, tag=version)
     if not image_exists(client, tag):
-        raise ImageError(f"docker import of {tarball} did not produce {tag}; delete the tarball.")
+        raise ImageError(f"docker import of {rootfs} and {env} did not produce {tag}.")
     return tag
 
 
-# -- wheelhouse: pip download for the container's platform ------------------------------------
-
-
-def wheelhouse() -> Path:
-    return cache_dir() / "wheelhouse"
-
-
-def _platform_args() -> list[str]:
-    # Every manylinux tag up to the container's glibc, else pip picks older wheels.
-    args = ["--platform", "manylinux2014_x86_64"]
-    for minor in range(17, GLIBC_MINOR + 1):
-        args += ["--platform", f"manylinux_2_{minor}_x86_64"]
-    return args
-
-
-def _wheels_for_lock(directory: Path) -> dict[str, Path]:
-    """The wheel files in `directory` that match a pin of the lock, by normalised name."""
-    pins = locked_requirements()
-    found = {}
-    for wheel in directory.glob("*.whl"):
-        name, version = wheel.name.split("-")[:2]
-        if pins.get(_norm(name)) == version:
-            found[_norm(name)] = wheel
-    return found
-
-
-def ensure_wheelhouse(say: Progress = print) -> dict[str, Path]:
-    """Download the lock's wheels for the container (cp311, manylinux x86_64) once."""
-    house = wheelhouse()
-    house.mkdir(parents=True, exist_ok=True)
-    pins = locked_requirements()
-    have = _wheels_for_lock(house)
-    if set(have) >= set(pins):
-        return have
-    say(f"pip download {len(pins) - len(have)} wheels into {house}")
-    cmd = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-        "--only-binary=:all:", "--python-version", PYTHON_VERSION,
-        "--implementation", "cp", "--abi", f"cp{PYTHON_VERSION.replace('.', '')}",
-        *_platform_args(), "-d", str(house), "-r", str(LOCK),
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}
-    run = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if run.returncode != 0:
-        tail = run.stderr.strip().splitlines()[-2:]
-        raise ImageError(
-            f"pip download for the sandbox image failed ({' / '.join(tail)}); check that the "
-            f"package index answers and that every pin in {LOCK} has a cp311 manylinux wheel."
-        )
-    have = _wheels_for_lock(house)
-    missing = sorted(set(pins) - set(have))
-    if missing:
-        raise ImageError(
-            f"The wheelhouse {house} lacks {', '.join(missing)} after pip download; delete it "
-            "and build again."
-        )
-    return have
-
-
-# -- build ------------------------------------------------------------------------------------
-
-
-def _context(directory: Path, wheels: dict[str, Path]) -> None:
+def _context(directory: Path) -> None:
     shutil.copy2(DOCKERFILE, directory / "Dockerfile")
-    shutil.copy2(LOCK, directory / "requirements.lock")
-    (directory / "wheels").mkdir()
-    for wheel in wheels.values():
-        target = directory / "wheels" / wheel.name
-        try:
-            os.link(wheel, target)
-        except OSError:
-            shutil.copy2(wheel, target)
     (directory / "bin").mkdir()
     script = _submit_script()
     if script is not None:
         tool = directory / "bin" / "hackgap-submit"
         tool.write_bytes(script)
         tool.chmod(0o755)
+
+
+# -- build ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _build_lock() -> Iterator[None]:
+    """One build at a time per cache dir (two test sessions may ask for the image at once)."""
+    import fcntl
+
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / "build.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def build(force: bool = False, say: Progress = print) -> BuildResult:
@@ -305,30 +316,33 @@ def build(force: bool = False, say: Progress = print) -> BuildResult:
     if image_exists(client, tag) and not force:
         client.images.get(tag).tag(IMAGE_REPO, "latest")
         return BuildResult(tag, False, time.monotonic() - started)
-    base = ensure_base(client, say)
-    wheels = ensure_wheelhouse(say)
-    say(f"docker build --network none -> {tag}")
-    with tempfile.TemporaryDirectory(prefix="hackgap-image-", dir=cache_dir()) as tmp:
-        _context(Path(tmp), wheels)
-        log: list[str] = []
-        error = None
-        for chunk in client.api.build(
-            path=tmp,
-            tag=tag,
-            network_mode="none",
-            buildargs={"BASE": base},
-            labels={LABEL: inputs_hash()},
-            rm=True,
-            forcerm=True,
-            decode=True,
-        ):
-            if "stream" in chunk:
-                log.append(chunk["stream"].rstrip())
-            if "error" in chunk:
-                error = chunk["error"].strip()
-        if error or not image_exists(client, tag):
-            tail = " / ".join(line for line in log[-4:] if line)
-            raise ImageError(f"docker build of the sandbox image failed: {error or tail}.")
+    with _build_lock():
+        if image_exists(client, tag) and not force:  # another process built it meanwhile
+            client.images.get(tag).tag(IMAGE_REPO, "latest")
+            return BuildResult(tag, False, time.monotonic() - started)
+        base = ensure_base(client, say)
+        say(f"docker build --network none -> {tag}")
+        with tempfile.TemporaryDirectory(prefix="hackgap-image-", dir=cache_dir()) as tmp:
+            _context(Path(tmp))
+            log: list[str] = []
+            error = None
+            for chunk in client.api.build(
+                path=tmp,
+                tag=tag,
+                network_mode="none",
+                buildargs={"BASE": base},
+                labels={LABEL: inputs_hash()},
+                rm=True,
+                forcerm=True,
+                decode=True,
+            ):
+                if "stream" in chunk:
+                    log.append(chunk["stream"].rstrip())
+                if "error" in chunk:
+                    error = chunk["error"].strip()
+            if error or not image_exists(client, tag):
+                tail = " / ".join(line for line in log[-4:] if line)
+                raise ImageError(f"docker build of the sandbox image failed: {error or tail}.")
     client.images.get(tag).tag(IMAGE_REPO, "latest")
     _untag_older(client, tag, say)
     say(f"built {tag} (also {latest})")

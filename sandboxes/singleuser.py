@@ -4,13 +4,15 @@ Team servers run as per-team system users, so their interpreter must be readable
 a venv made from a Python under /root (0700, e.g. pyenv) fails with `Permission denied`.
 So the environment is a venv of Debian's /usr/bin/python3.11 in a world-readable place
 outside any home (/opt/hackgap/singleuser-<hash of the lock>), installed from
-infra/sandbox/requirements.lock (the same file the docker image is built from). A new lock
-gives a new directory; a finished one is marked by a stamp file written last (a directory
-without it is an interrupted build and is made again).
+infra/sandbox/requirements.lock by uv (parallel downloads; pip when uv is missing). The docker
+image copies this same environment (sandboxes/image.py), so the lock is installed once per
+machine. A new lock gives a new directory; a finished one is marked by a stamp file written
+last (a directory without it is an interrupted build and is made again).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -65,21 +67,34 @@ def _python() -> str:
 
 
 def ensure(lock: Path = LOCK, *, log: Path | None = None) -> Path:
-    """Build the environment unless it exists; return its directory (about 1-3 minutes)."""
+    """Build the environment unless it exists; return its directory (about 1-2 minutes)."""
     target = env_dir(lock)
     if (target / STAMP).is_file():
         install_submit_tool(target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     target.parent.chmod(0o755)
+    # One builder at a time: the image build and a hub test may both ask for it.
+    with open(target.with_name(f".{target.name}.lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if not (target / STAMP).is_file():
+            _build(target, lock, log)
+    install_submit_tool(target)
+    return target
+
+
+def _build(target: Path, lock: Path, log: Path | None) -> None:
     shutil.rmtree(target, ignore_errors=True)  # a build without its stamp is unfinished
     log = log or target.with_name(f"{target.name}.install.log")
     py = _python()
-    steps = [
-        [py, "-m", "venv", str(target)],
-        [str(target / "bin" / "python"), "-m", "pip", "install", "--no-cache-dir", "-q",
-         "-r", str(lock)],
-    ]  # fmt: skip
+    env_python = str(target / "bin" / "python")
+    uv = Path(sys.executable).parent / "uv"  # hackgap's own venv has uv (requirements.lock)
+    install = (
+        [str(uv), "pip", "install", "--python", env_python, "--compile-bytecode", "-q"]
+        if uv.is_file()
+        else [env_python, "-m", "pip", "install", "--no-cache-dir", "-q"]
+    )
+    steps = [[py, "-m", "venv", str(target)], [*install, "-r", str(lock)]]
     with open(log, "wb") as out:
         for cmd in steps:
             if subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
@@ -93,7 +108,6 @@ def ensure(lock: Path = LOCK, *, log: Path | None = None) -> Path:
             path.chmod(path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
     install_submit_tool(target)
     (target / STAMP).write_text(lock_hash(lock) + "\n", encoding="utf-8")
-    return target
 
 
 def install_submit_tool(target: Path) -> Path | None:

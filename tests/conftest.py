@@ -151,11 +151,57 @@ def docker_engine():
     return sandbox_docker.engine()
 
 
+_IMAGE_BUILD: dict = {}  # the background `hackgap sandbox-image build` of this session
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start building the sandbox image in the background when a collected test needs it.
+
+    On a fresh machine the build takes minutes of mostly network and disk work; the tests that
+    run before the first docker test overlap it, and `sandbox_image` waits for it.
+    """
+    if session.config.option.collectonly or not any(
+        "sandbox_image" in getattr(item, "fixturenames", ()) for item in session.items
+    ):
+        return
+    import subprocess
+
+    from sandboxes import docker as sandbox_docker
+    from sandboxes import image
+
+    try:
+        if image.image_exists(sandbox_docker.engine(), image.image_tag()):
+            return
+    except Exception:  # no engine yet: `docker_engine` starts one or fails with the hint
+        return
+    log = Path(tempfile.mkstemp(prefix="hackgap-image-build-", suffix=".log")[1])
+    with open(log, "wb") as out:
+        _IMAGE_BUILD["proc"] = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "sandbox-image", "build"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
+        )  # fmt: skip
+    _IMAGE_BUILD["log"] = log
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop a background image build the session no longer waits for (an early -x stop)."""
+    import signal
+
+    proc = _IMAGE_BUILD.pop("proc", None)
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGINT)  # KeyboardInterrupt: its temporary files are removed
+        proc.wait(timeout=60)
+
+
 @pytest.fixture(scope="session")
 def sandbox_image(docker_engine) -> str:
     """The team sandbox image, built once per machine (a no-op while its inputs are unchanged)."""
     from sandboxes import image
 
+    proc = _IMAGE_BUILD.pop("proc", None)
+    if proc is not None and proc.wait() != 0:
+        print(f"background image build failed ({_IMAGE_BUILD['log']}):", file=sys.stderr)
+        print(_IMAGE_BUILD["log"].read_text()[-2000:], file=sys.stderr)
     return image.build(say=lambda message: print(message, file=sys.stderr)).tag
 
 

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(
-    help="Build the team sandbox image offline (debootstrap base, local wheelhouse).",
+    help="Build the team sandbox image offline (mmdebstrap base + the team Python environment).",
     no_args_is_help=True,
 )
 console = Console()
