@@ -178,7 +178,7 @@ def _make_rootfs_tarball(dest: Path, say: Progress) -> None:
             "mmdebstrap is not installed; install it (as root: `scripts/bootstrap.sh docker`)."
         )
     mirror = _debian_mirror()
-    say(f"mmdebstrap {SUITE} from {mirror} (about 30 s)")
+    say(f"mmdebstrap {SUITE} from {mirror} (1-3 minutes, mostly the mirror)")
     partial = dest.with_suffix(".partial.tar")
     cmd = [
         "mmdebstrap", "--quiet", "--variant=minbase", "--mode=root",

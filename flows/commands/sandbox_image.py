@@ -22,7 +22,7 @@ def build(
     def say(message: str) -> None:
         console.print(f"[dim]{message}[/]", highlight=False, soft_wrap=True, markup=False)
 
-    with console.status("Building the sandbox image (first time about 3 minutes)..."):
+    with console.status("Building the sandbox image (first time about 3-4 minutes)..."):
         result = image.build(force=force, say=say)
     verb = "built" if result.built else "up to date:"
     console.print(
