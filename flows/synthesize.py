@@ -80,6 +80,12 @@ def twin_settings(event_dir: EventDir) -> TwinSettings:
     )
 
 
+DASK_PATIENCE = {
+    "distributed.comm.timeouts.tcp": "300s",
+    "distributed.comm.timeouts.connect": "60s",
+}
+
+
 def tree_map(workers: int, address: str | None = None) -> Mapper | None:
     """How the twin's trees are fitted: None (here, in this process) for one worker and no
     scheduler, else a `map` running them as Prefect tasks on Prefect's Dask task runner: a
@@ -90,7 +96,12 @@ def tree_map(workers: int, address: str | None = None) -> Mapper | None:
         _check_scheduler(address)
 
     def run(fn: Callable, data: Any, jobs: list) -> list:
-        return _fit_trees_flow(fn, data, jobs, workers, address)()
+        import dask
+
+        # a worker busy in a long tree fit (or on a crowded machine) may not answer within
+        # Dask's 30 s; the scheduler then drops it and, with it, the scattered data
+        with dask.config.set(DASK_PATIENCE):
+            return _fit_trees_flow(fn, data, jobs, workers, address)()
 
     return run
 
@@ -134,7 +145,7 @@ def _fit_trees_flow(fn: Callable, data: Any, jobs: list, workers: int, address: 
                 "n_workers": workers,
                 "threads_per_worker": 1,
                 "processes": True,
-                "dashboard_address": None,
+                "dashboard_address": ":0",  # no fixed port: clusters may run side by side
                 "silence_logs": logging.ERROR,
             }
         )

@@ -154,8 +154,9 @@ def _twin_files(tmp: Path, fit_map) -> tuple[dict[str, str], object]:
 
 
 def test_twin_is_byte_identical_for_any_worker_count(tmp_path, prefect_server):
-    """Trees fitted here, as Prefect tasks on a local 2-worker Dask cluster, and on an
-    organiser's scheduler (twin.dask_address) with one worker: the same release files."""
+    """Trees fitted here, as Prefect tasks on a local cluster of 2 worker processes (what
+    twin.workers: 2 starts), and on an organiser's scheduler (twin.dask_address) with one
+    worker: the same release files, byte for byte."""
     from distributed import LocalCluster
 
     from flows.synthesize import tree_map
@@ -163,7 +164,10 @@ def test_twin_is_byte_identical_for_any_worker_count(tmp_path, prefect_server):
     assert tree_map(1) is None  # one worker, no scheduler: fitted in this process
     here, fitted = _twin_files(tmp_path / "here", None)
     two, _ = _twin_files(tmp_path / "two", tree_map(2))
-    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+    # the organiser's scheduler: here one in this process (a worker thread), reached by tcp
+    with LocalCluster(
+        n_workers=1, processes=False, protocol="tcp", threads_per_worker=1, dashboard_address=":0"
+    ) as cluster:
         one, _ = _twin_files(tmp_path / "one", tree_map(1, cluster.scheduler_address))
     assert here == two == one and set(here) == {"twin.csv", "twin.parquet"}
     assert len(fitted.strata[0].synthesizer.models["po_brin"]) == 6  # one model per wijk
