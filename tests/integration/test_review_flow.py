@@ -192,7 +192,9 @@ def event(tmp_path, store, listener, s3_server):
         "teams": [{"name": n, **t} for n, t in TEAMS.items()],
         "organisers": ["olga", "otto"],
         "review": {
-            "time_limit": 40,  # a shared 2-core machine can be slow to start a kernel
+            # the executor stops a run at time_limit + its 30 s grace (kernel start included):
+            # enough for the quick notebooks on a busy machine; `forever` costs 50 s, not 70 s
+            "time_limit": 20,
             "mem_limit": "1G",
             "disk_limit": "200M",
             "workers": 2,

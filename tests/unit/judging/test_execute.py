@@ -69,7 +69,7 @@ def test_a_failing_cell_is_named_and_a_hanging_one_stopped(tmp_path):
     failed = run_notebook(_spec(tmp_path, notebook))
     assert failed.status == "failed" and failed.cell == 3 and failed.error == "ZeroDivisionError"
     hang = _nb(tmp_path / "hang.ipynb", "import time\ntime.sleep(600)")
-    stopped = run_notebook(_spec(tmp_path, hang, key="h", time_limit=10))
+    stopped = run_notebook(_spec(tmp_path, hang, key="h", time_limit=3))
     assert stopped.status == "timeout" and "time limit" in stopped.message
     assert _orphan_kernels() == []
 
