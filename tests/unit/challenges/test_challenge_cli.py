@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
 FIXTURES = Path(__file__).with_name("fixtures")
 SOURCE_FILES = [
@@ -19,7 +20,8 @@ SOURCE_FILES = [
 ]
 
 
-def hackgap(*args: str) -> subprocess.CompletedProcess:
+def process(*args: str) -> subprocess.CompletedProcess:
+    """`hackgap challenge ARGS` as its own process (`python -m flows.cli`)."""
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", "challenge", *args],
         capture_output=True,
@@ -29,7 +31,35 @@ def hackgap(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_list_shows_the_three_packs():
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """`hackgap ARGS` through the real entry point (flows.cli.main: user errors -> one
+    sentence on stderr, exit 2) in this process: a new Python per call costs seconds."""
+    from flows import cli as entry
+
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["hackgap", *args])
+        try:
+            entry.main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
+
+
+@pytest.fixture
+def hackgap(cli):
+    """`hackgap challenge ARGS` in this process."""
+    return lambda *args: cli("challenge", *args)
+
+
+def test_list_shows_the_three_packs(hackgap):
     res = hackgap("list")
     assert res.returncode == 0, res.stderr
     for pack_id, title in [
@@ -42,7 +72,7 @@ def test_list_shows_the_three_packs():
         assert [cell.strip() for cell in row.split("│")][3:5] == ["4", "5"]
 
 
-def test_validate_passes_the_built_in_packs():
+def test_validate_passes_the_built_in_packs(hackgap):
     res = hackgap("validate")
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("ok ") == 3
@@ -57,7 +87,7 @@ BROKEN = {
 }
 
 
-def test_validate_fails_each_broken_fixture_with_its_sentence():
+def test_validate_fails_each_broken_fixture_with_its_sentence(hackgap):
     paths = [str(FIXTURES / name) for name in BROKEN]
     res = hackgap("validate", "advieskloof", *paths)
     assert res.returncode == 2
@@ -70,19 +100,19 @@ def test_validate_fails_each_broken_fixture_with_its_sentence():
     assert "Traceback" not in res.stderr
 
 
-def test_validate_one_broken_pack_exits_2():
+def test_validate_one_broken_pack_exits_2(hackgap):
     res = hackgap("validate", str(FIXTURES / "bad-weights"))
     assert res.returncode == 2
     assert res.stdout == ""
 
 
 def test_unknown_id_is_a_sentence_not_a_traceback():
-    res = hackgap("show", "bestaat-niet")
+    res = process("show", "bestaat-niet")  # the process: exit code and stderr as a user sees
     assert res.returncode == 2
     assert "challenge 'bestaat-niet', challenge.yaml: no pack with this id" in res.stderr
 
 
-def test_show_prints_checks_rubric_and_rules():
+def test_show_prints_checks_rubric_and_rules(hackgap):
     res = hackgap("show", "uitval-eerste-jaar")
     assert res.returncode == 0, res.stderr
     assert "uitval_gap_vooropleiding (key)" in res.stdout
@@ -91,18 +121,16 @@ def test_show_prints_checks_rubric_and_rules():
     assert "min cell count 10, round to 5, dominance n=2 k=0.9" in res.stdout
 
 
-def test_schema_and_statistics_commands():
+def test_schema_and_statistics_commands(hackgap):
     res = hackgap("schema")
     assert json.loads(res.stdout)["title"] == "hackgap challenge.yaml"
     res = hackgap("statistics")
     assert "share_difference_at_equal_covariates" in res.stdout
 
 
-def test_render_for_an_event_with_its_own_pack(tmp_path):
+def test_render_for_an_event_with_its_own_pack(tmp_path, hackgap, cli):
     event = tmp_path / "event"
-    init = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "init", str(event)], capture_output=True, text=True
-    )
+    init = cli("init", str(event))
     assert init.returncode == 0, init.stderr
     for name in SOURCE_FILES:
         (event / "sources" / name).write_text("x\n")

@@ -167,17 +167,34 @@ def test_schema_validates_the_template_and_rejects_unknown_keys():
         jsonschema.validate(data, schema)
 
 
-def _hackgap(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+@pytest.fixture
+def _hackgap(monkeypatch, capsys):
+    """`hackgap ARGS` through the real entry point (flows.cli.main: user errors -> one
+    sentence on stderr, exit 2), in this process: a new Python per call costs seconds.
+    `python -m flows.cli` as a process is covered by test_cli_schema_is_json."""
+    from flows import cli
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["hackgap", *args])
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
+
+
+def _process(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        check=False,
+        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, check=False
     )
 
 
-def test_cli_init_validate_and_exit_codes(tmp_path):
+def test_cli_init_validate_and_exit_codes(tmp_path, _hackgap):
     target = tmp_path / "my-event"
     res = _hackgap("init", str(target))
     assert res.returncode == 0, res.stderr
@@ -199,12 +216,12 @@ def test_cli_init_validate_and_exit_codes(tmp_path):
 
 
 def test_cli_schema_is_json():
-    res = _hackgap("event", "schema")
+    res = _process("event", "schema")
     assert res.returncode == 0
     assert json.loads(res.stdout)["title"] == "hackgap event.yaml"
 
 
-def test_cli_init_in_unwritable_directory(tmp_path):
+def test_cli_init_in_unwritable_directory(tmp_path, _hackgap):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     if subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() == "0":
