@@ -107,19 +107,30 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow  # three fresh interpreters importing the whole CLI
-def test_cli_writes_files_and_reports_user_errors_with_exit_2(tmp_path):
+def _in_process(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """`hackgap demo-data ARGS` through the real entry point in this process: (exit, stderr)."""
+    from flows import cli
+
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["hackgap", "demo-data", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    return exc.value.code or 0, capsys.readouterr().err
+
+
+@pytest.mark.slow  # a fresh interpreter importing the whole CLI
+def test_cli_writes_files_and_reports_user_errors_with_exit_2(tmp_path, monkeypatch, capsys):
     ok = _cli("--persons", "500", "--seed", "1", str(tmp_path / "out"))
     assert ok.returncode == 0, ok.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(FILES)
     assert "duo_onderwijs.csv" in ok.stdout
-    bad = _cli("--persons", "0", str(tmp_path / "x"))
-    assert bad.returncode == 2 and "--persons 0 is not a positive number" in bad.stderr
-    assert "Traceback" not in bad.stderr
+    code, err = _in_process(monkeypatch, capsys, "--persons", "0", str(tmp_path / "x"))
+    assert code == 2 and "--persons 0 is not a positive number" in err
+    assert "Traceback" not in err
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
-    isfile = _cli("--persons", "100", str(a_file))
-    assert isfile.returncode == 2 and "is a file" in isfile.stderr
+    code, err = _in_process(monkeypatch, capsys, "--persons", "100", str(a_file))
+    assert code == 2 and "is a file" in err
 
 
 def test_demo_data_user_errors_are_one_sentence(tmp_path):
