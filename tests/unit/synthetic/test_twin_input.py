@@ -85,6 +85,28 @@ def test_event_yaml_threshold_out_of_range_is_one_sentence():
     ]
 
 
+def test_event_yaml_workers_and_dask_address_are_checked_in_one_sentence():
+    doc = {
+        "name": "demo",
+        "title": "Demo",
+        "start": "2026-01-01T09:00",
+        "deadline": "2026-01-02T09:00",
+        "end": "2026-01-02T12:00",
+        "sources": {
+            w: {"path": f"{w}.csv", "format": "x"}
+            for w in ("municipal", "cbs", "postcodes", "school")
+        },
+        "challenges": ["advieskloof"],
+    }
+    assert parse_event(doc).twin.workers == 1 and parse_event(doc).twin.dask_address is None
+    ok = parse_event({**doc, "twin": {"workers": 4, "dask_address": "tls://10.0.0.5:8786"}})
+    assert ok.twin.workers == 4 and ok.twin.dask_address == "tls://10.0.0.5:8786"
+    with pytest.raises(EventError) as err:
+        parse_event({**doc, "twin": {"workers": 0, "dask_address": "10.0.0.5"}})
+    assert err.value.problems[0].startswith("twin.workers: Input should be greater than")
+    assert err.value.problems[1].startswith("twin.dask_address: '10.0.0.5' does not match")
+
+
 def test_too_few_rows_is_refused(schema, small_table):
     with pytest.raises(TwinError, match=r"too few to release a twin"):
         check_input(small_table.head(50), schema)
