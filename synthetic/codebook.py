@@ -68,7 +68,7 @@ def _redraw_lines(
         lines.append(
             f"- {round(identical.value * rows):,} rows ({identical.value:.1%}) equal a real row"
             " of a combination several real pupils share, which singles out no one; the gate"
-            f" allows at most {settings.thresholds.max_identical_share:.0%}"
+            f" requires {identical.threshold.removeprefix('<= ')}"
             f" ({'pass' if identical.passed else 'FAIL'})."
         )
     return lines

@@ -36,6 +36,32 @@ def test_twin_copying_real_rows_is_blocked(ctx, small_table):
     assert "closer to training" in dcr.detail
 
 
+def test_identical_rows_are_held_to_the_population_own_share_where_it_repeats_itself(
+    schema, table_maker
+):
+    """Half the pupils share one of 60 full records, as in a dense population: a twin drawn
+    from that population repeats real rows as often as unseen real people do, and passes; a
+    twin made only of the shared records repeats more than the population, and fails."""
+    rng = np.random.default_rng(8)
+    common = table_maker(60, seed=31)
+    real = pd.concat(
+        [common.iloc[rng.integers(0, 60, 1500)], table_maker(1500, seed=32)], ignore_index=True
+    )
+    real["pupil_id"] = [f"{i:064x}" for i in range(len(real))]
+    ctx = GateContext.build(real, schema, TwinSettings())
+    natural = ctx.holdout_identical_share()
+    assert natural > TwinSettings().thresholds.max_identical_share  # denser than 0.15 allows
+    fresh = pd.concat(
+        [common.iloc[rng.integers(0, 60, 1500)], table_maker(1500, seed=33)], ignore_index=True
+    )
+    faithful = _check(run_gate(ctx, _released(fresh), quality=False), "identical rows")
+    assert faithful.passed and faithful.value > 0.15, faithful.sentence()
+    assert f"{natural:.1%} equal a training row" in faithful.detail
+    copies = _released(common.iloc[rng.integers(0, 60, 3000)])
+    repeated = _check(run_gate(ctx, copies, quality=False), "identical rows")
+    assert not repeated.passed and repeated.value > natural, repeated.sentence()
+
+
 def test_twin_erasing_the_income_gradient_is_blocked(ctx, table_maker):
     twin = _released(table_maker(3000, seed=11))
     rng = np.random.default_rng(3)
