@@ -169,8 +169,8 @@ class Twin(_Model):
     rows: int | None = Field(
         None, ge=1, description="Rows to sample; default the size of the real table."
     )
-    # workers 1: the demo's fit takes ~12 s in one process; a local 2-worker Dask cluster
-    # costs ~10 s to start, so it pays only on large tables (docs/scale.md, bench_synthesize).
+    # workers 1: a local Dask cluster costs ~8-10 s to start and ~19 s of Prefect task runs
+    # per fit; at 1M persons the fit took 25 s in-process, 32 s on 2 workers (docs/scale.md).
     workers: int = Field(
         1,
         ge=1,
