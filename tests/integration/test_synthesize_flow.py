@@ -27,7 +27,8 @@ _spec.loader.exec_module(tables)
 
 def _event(tmp_path: Path, **twin) -> EventDir:
     # a 3,000-row table: bigger, shallower CART trees keep the DCR check inside its limit
-    twin = {"min_leaf": 20, "max_depth": 4, **twin}
+    # (on so few rows DCR swings with the seed: 0.89 at min_leaf 20/max_depth 4 with seed 5)
+    twin = {"min_leaf": 25, "max_depth": 5, **twin}
     doc = {
         "name": "twin-test",
         "title": "Twin test",
