@@ -417,3 +417,27 @@ def docker_hub_event(docker_engine, sandbox_image) -> Iterator[HubEvent]:
     teams = {f"ta-{tag}": ["alice", "amir"], f"tb-{tag}": ["bob"]}
     with running_docker_hub(docker_engine, sandbox_image, teams, name=f"dweb-{tag}") as hub:
         yield hub
+
+
+@pytest.fixture
+def hackgap_cli(monkeypatch, capsys):
+    """`hackgap ARGS` through the real entry point (flows.cli.main: user errors -> one
+    sentence on stderr, exit 2) in this process: a new Python per call costs seconds."""
+    import subprocess
+
+    from flows import cli
+
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["hackgap", *args])
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run

@@ -32,31 +32,9 @@ def process(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def cli(monkeypatch, capsys):
-    """`hackgap ARGS` through the real entry point (flows.cli.main: user errors -> one
-    sentence on stderr, exit 2) in this process: a new Python per call costs seconds."""
-    from flows import cli as entry
-
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["hackgap", *args])
-        try:
-            entry.main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return run
-
-
-@pytest.fixture
-def hackgap(cli):
+def hackgap(hackgap_cli):
     """`hackgap challenge ARGS` in this process."""
-    return lambda *args: cli("challenge", *args)
+    return lambda *args: hackgap_cli("challenge", *args)
 
 
 def test_list_shows_the_three_packs(hackgap):
@@ -128,9 +106,9 @@ def test_schema_and_statistics_commands(hackgap):
     assert "share_difference_at_equal_covariates" in res.stdout
 
 
-def test_render_for_an_event_with_its_own_pack(tmp_path, hackgap, cli):
+def test_render_for_an_event_with_its_own_pack(tmp_path, hackgap, hackgap_cli):
     event = tmp_path / "event"
-    init = cli("init", str(event))
+    init = hackgap_cli("init", str(event))
     assert init.returncode == 0, init.stderr
     for name in SOURCE_FILES:
         (event / "sources" / name).write_text("x\n")

@@ -167,50 +167,29 @@ def test_schema_validates_the_template_and_rejects_unknown_keys():
         jsonschema.validate(data, schema)
 
 
-@pytest.fixture
-def _hackgap(monkeypatch, capsys):
-    """`hackgap ARGS` through the real entry point (flows.cli.main: user errors -> one
-    sentence on stderr, exit 2), in this process: a new Python per call costs seconds.
-    `python -m flows.cli` as a process is covered by test_cli_schema_is_json."""
-    from flows import cli
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["hackgap", *args])
-        try:
-            cli.main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return run
-
-
 def _process(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, check=False
     )
 
 
-def test_cli_init_validate_and_exit_codes(tmp_path, _hackgap):
+def test_cli_init_validate_and_exit_codes(tmp_path, hackgap_cli):
     target = tmp_path / "my-event"
-    res = _hackgap("init", str(target))
+    res = hackgap_cli("init", str(target))
     assert res.returncode == 0, res.stderr
     assert (target / "event.yaml").is_file()
     # A second init refuses to overwrite.
-    res = _hackgap("init", str(target))
+    res = hackgap_cli("init", str(target))
     assert res.returncode == 2
     assert "already exists; pass --force" in res.stderr
     # Sources missing: four sentences, exit 2, no traceback.
-    res = _hackgap("event", "validate", str(target))
+    res = hackgap_cli("event", "validate", str(target))
     assert res.returncode == 2
     assert res.stderr.count("error:") == 4
     assert "Traceback" not in res.stderr
     for name in SOURCE_FILES:
         (target / "sources" / name).write_text("x\n")
-    res = _hackgap("event", "validate", str(target))
+    res = hackgap_cli("event", "validate", str(target))
     assert res.returncode == 0, res.stderr
     assert "ok my-event: 2 teams, 3 challenges" in res.stdout
 
@@ -221,15 +200,15 @@ def test_cli_schema_is_json():
     assert json.loads(res.stdout)["title"] == "hackgap event.yaml"
 
 
-def test_cli_init_in_unwritable_directory(tmp_path, _hackgap):
+def test_cli_init_in_unwritable_directory(tmp_path, hackgap_cli):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     if subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() == "0":
         # root ignores permissions; use a path under a regular file instead
         blocker = tmp_path / "file"
         blocker.write_text("")
-        res = _hackgap("init", str(blocker / "event"))
+        res = hackgap_cli("init", str(blocker / "event"))
     else:
-        res = _hackgap("init", str(locked / "event"))
+        res = hackgap_cli("init", str(locked / "event"))
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
