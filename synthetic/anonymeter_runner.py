@@ -4,7 +4,8 @@ anonymeter 1.1 pins numpy < 1.27 and pyarrow < 22, which hackgap's environment c
 so `synthetic.attacks` writes the frames to the secure temporary directory and runs this file
 with that environment's Python: `python -I anonymeter_runner.py DIR`. DIR holds ori.parquet
 (training rows, as many as the control), control.parquet (the holdout), syn.parquet (the twin
-as released) and spec.json; the risks go to DIR/risks.json, figures only.
+as released) and spec.json (its `only`, when set, names the attacks to run: a later round with
+more attacks); the risks go to DIR/risks.json, figures only.
 
 anonymeter draws its targets with pandas' global RNG and its random baselines with an unseeded
 `numpy.random.default_rng()`; both are seeded here so the same files give the same risks.
@@ -122,9 +123,16 @@ def main(directory: Path) -> None:
         pd.read_parquet(directory / f"{n}.parquet") for n in ("ori", "control", "syn")
     )
     seed, n_attacks, n_jobs = spec["seed"], spec["n_attacks"], spec["n_jobs"]
+    only = spec.get("only")  # names of the attacks to run (a later round); None: all
+
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
     _seed_everything(seed)
     results = []
     for mode in ("univariate", "multivariate"):
+        if not wanted(f"singling out ({mode})"):
+            continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ev = SinglingOutEvaluator(
@@ -138,13 +146,16 @@ def main(directory: Path) -> None:
             ).evaluate(mode=mode)
             results.append(_entry(f"singling out ({mode})", ev, caught))
     groups = tuple(list(g) for g in spec["link_groups"])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ev = LinkabilityEvaluator(
-            ori, syn, aux_cols=groups, n_attacks=n_attacks, n_neighbors=1, control=control
-        ).evaluate(n_jobs=n_jobs)
-        results.append(_entry("linkability", ev, caught))
+    if wanted("linkability"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ev = LinkabilityEvaluator(
+                ori, syn, aux_cols=groups, n_attacks=n_attacks, n_neighbors=1, control=control
+            ).evaluate(n_jobs=n_jobs)
+            results.append(_entry("linkability", ev, caught))
     for secret in spec["secrets"]:
+        if not wanted(f"inference: {secret}"):
+            continue
         aux = [c for c in spec["known"] if c != secret]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -23,7 +23,7 @@ import json
 import os
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +36,7 @@ RUNNER = Path(__file__).with_name("anonymeter_runner.py")
 LOCK = Path(__file__).with_name("anonymeter-requirements.lock")
 VENV = Path(__file__).resolve().parents[1] / ".venv-anonymeter"
 TIMEOUT = 600
+ESCALATION = 4  # a round with 4x the attacks halves its interval
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,20 @@ class AttackRisk:
     baseline_rate: float
     n_attacks: int
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    rounds: tuple[int, ...] = ()  # attack counts of earlier rounds whose interval spanned the limit
 
     def detail(self) -> str:
         control = "" if self.control_rate is None else f" vs control {self.control_rate:.3f}"
         notes = "".join(f"; anonymeter: {w}" for w in self.warnings)
+        again = (
+            f" (after {', '.join(f'{n:,}' for n in self.rounds)}: interval spanned the limit)"
+            if self.rounds
+            else ""
+        )
         return (
             f"95% CI {self.ci[0]:.3f}-{self.ci[1]:.3f}; success {self.attack_rate:.3f}"
-            f"{control}, random guess {self.baseline_rate:.3f}; {self.n_attacks} attacks{notes}"
+            f"{control}, random guess {self.baseline_rate:.3f}; {self.n_attacks:,} attacks"
+            f"{again}{notes}"
         )
 
 
@@ -101,6 +109,7 @@ class AttackSpec:
     n_attacks: int
     n_cols: int
     seed: int
+    max_attacks: int = 5_000  # later rounds, for an interval spanning the limit
     max_attempts: int = 20_000  # singling-out query drafts tried, at most (a time bound)
     n_jobs: int = 1
 
@@ -112,8 +121,15 @@ def run_attacks(
     schema: TableSchema,
     spec: AttackSpec,
     workdir: Path,
+    limit: float | None = None,
 ) -> list[AttackRisk]:
-    """Every attack on `twin`; `train` is sub-sampled (seeded) to the holdout's size."""
+    """Every attack on `twin`; `train` is sub-sampled (seeded) to the holdout's size.
+
+    With a `limit` (the gate's maximum risk), an attack whose 95% interval still spans it is
+    run again with `ESCALATION` times the attacks, up to `spec.max_attacks` (and the holdout's
+    size), and that round's figures replace the first's. With 500 attacks an inference risk's
+    interval is about +-0.13 wide, so near the limit the point estimate alone passed or failed
+    a twin by chance (issue 13: the failing column moved with the settings at 2M persons)."""
     rows = min(len(train), len(holdout))
     ori = train.sample(n=rows, random_state=spec.seed).reset_index(drop=True)
     control = holdout.sample(n=rows, random_state=spec.seed + 1).reset_index(drop=True)
@@ -122,22 +138,41 @@ def run_attacks(
         "control": _parquet(attack_frame(control, schema, spec.columns)),
         "syn": _parquet(attack_frame(twin, schema, spec.columns)),
     }
-    settings = {
+    base = {
         "link_groups": [list(g) for g in spec.link_groups],
         "known": list(spec.known),
         "secrets": list(spec.secrets),
-        "n_attacks": min(spec.n_attacks, rows),  # a target is attacked once at most
         "n_cols": spec.n_cols,
         "max_attempts": spec.max_attempts,
         "seed": spec.seed,
         "n_jobs": spec.n_jobs,
     }
+    asked = min(spec.n_attacks, rows)  # a target is attacked once at most
+    risks = _round(frames, base | {"n_attacks": asked, "only": None}, workdir)
+    cap = min(max(spec.max_attacks, spec.n_attacks), rows)
+    while limit is not None and asked < cap:
+        unsettled = [r.name for r in risks if r.ci[0] < limit <= r.ci[1]]
+        if not unsettled:
+            break
+        before, asked = asked, min(asked * ESCALATION, cap)
+        again = _round(frames, base | {"n_attacks": asked, "only": unsettled}, workdir)
+        better = {r.name: replace(r, rounds=(*_rounds(risks, r.name), before)) for r in again}
+        risks = [better.get(r.name, r) for r in risks]
+    return risks
+
+
+def _rounds(risks: list[AttackRisk], name: str) -> tuple[int, ...]:
+    return next(r.rounds for r in risks if r.name == name)
+
+
+def _round(frames: dict[str, bytes], settings: dict, workdir: Path) -> list[AttackRisk]:
+    """One anonymeter run on the frames, once per input (the same files give the same risks)."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for name in sorted(frames):
         digest.update(frames[name])
     directory = workdir / f"attacks-{digest.hexdigest()[:16]}"
     result = directory / "risks.json"
-    if not result.exists():  # the same files give the same risks: run once per input
+    if not result.exists():
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
         for name, data in frames.items():

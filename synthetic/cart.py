@@ -340,7 +340,13 @@ def run_here(fn, data: FitData, jobs: Sequence[FitJob]) -> list:
     return [fn(data, job) for job in jobs]
 
 
-def _batches(keys: list, rows: list[int], parts: int) -> list[list[int]]:
+def bundles(jobs: Sequence[FitJob], parts: int) -> list[list[int]]:
+    """Job indices in at most `parts` bundles of similar estimated cost: a runner that pays a
+    fixed price per task (a Prefect task run) sends a few bundles instead of every job."""
+    return _batches(list(range(len(jobs))), [j.cost for j in jobs], parts)
+
+
+def _batches(keys: list, rows: list[float], parts: int) -> list[list[int]]:
     """Split group indices into at most `parts` batches of similar row counts (largest first)."""
     bins: list[list[int]] = [[] for _ in range(min(parts, len(keys)))]
     load = [0] * len(bins)

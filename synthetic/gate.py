@@ -170,6 +170,7 @@ class GateContext:
             known=known,
             secrets=secrets,
             n_attacks=s.attack_count,
+            max_attacks=s.attack_count_max,
             n_cols=s.attack_columns,
             seed=s.seed,
         )
@@ -324,6 +325,7 @@ def run_gate(
                 ctx.schema,
                 ctx.attack_spec(),
                 Path(workdir) if workdir else Path(scratch),  # workdir: a secure-zone directory
+                limit=t.max_attack_risk,
             )
         for risk in result.attacks:
             result.checks.append(

@@ -93,8 +93,11 @@ class TwinSettings:
     dcr_rows: int = 2_000
     disclosure_rows: int = 5_000
     # anonymeter (synthetic/attacks.py): fixed attack counts and seed keep the gate
-    # deterministic; linkability joins the two groups of quasi-identifiers through the twin
+    # deterministic; an attack whose interval spans max_attack_risk is run again with more
+    # attacks, up to attack_count_max (and the holdout's size); linkability joins the two
+    # groups of quasi-identifiers through the twin
     attack_count: int = 500
+    attack_count_max: int = 5_000
     attack_columns: int = 3
     link_groups: tuple[tuple[str, ...], tuple[str, ...]] = (
         ("geboortejaar", "geboortemaand", "geslacht"),
