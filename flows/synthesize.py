@@ -136,7 +136,7 @@ def _fit_trees_flow(fn: Callable, data: Any, jobs: list, workers: int, address: 
     A task run costs 0.2-0.5 s of Prefect bookkeeping (29 one-job tasks doing nothing took 9 s
     on one worker), so the jobs go out as `BUNDLES_PER_WORKER` bundles per worker thread, of
     similar estimated cost (rows x predictors: a tree's real cost differs from that by up to
-    3x either way, which is what a 2-worker fit loses to imbalance). The real predictors are
+    4x either way, which is what a 2-worker fit loses to imbalance). The real predictors are
     scattered to every worker once (a Dask future the tasks receive), not sent per task; the
     frame is a closure, never a flow parameter (Prefect would record parameters), and no
     result is persisted (the fitted trees hold real leaf values: secure zone, memory only)."""
