@@ -88,7 +88,11 @@ def test_a_sampler_copying_its_training_rows_is_refused(monkeypatch, schema, sma
         "inference: inkomen_decile",
     }
     failed = [c.name for c in build.gate.failures if c.name.startswith("anonymeter ")]
-    assert "anonymeter singling out (multivariate)" in failed, build.gate.attacks
+    # a copied row gives its secret away: inference fails far from the limit (singling out
+    # sits near it at 200 attacks and is settled by a later round either way)
+    assert {f"anonymeter inference: {c}" for c in ("migratieachtergrond", "inkomen_decile")} <= set(
+        failed
+    ), build.gate.attacks
     assert all(0 <= r.ci[0] <= r.risk <= r.ci[1] <= 1 for r in attacks.values())
 
 
