@@ -68,6 +68,23 @@ def _twin_copies_no_unique_real_row(store: ObjectStore, twin_prefix: str) -> Non
     assert report.count('<tr class="attack">') == 5, "the report lacks anonymeter's risks"
 
 
+def _codebook_shows_every_challenge_statistic_kept(store: ObjectStore, twin_prefix: str) -> None:
+    """At the size the tolerances were calibrated at (235,000 persons), with the three packs
+    and the event defaults: 12 of 12 statistics within their calibrated tolerance, quality
+    at least 0.9, as the released codebook states them."""
+    codebook = store.get_bytes("open", f"{twin_prefix}/codebook.md").decode()
+    section = codebook.split("## Fidelity: challenge statistics", 1)[1]
+    rows = [line.strip("|").split("|") for line in section.splitlines()]
+    rows = [cells for cells in rows if cells[-1].strip() in ("pass", "FAIL")]
+    assert len(rows) == 12, section
+    assert all(cells[-1].strip() == "pass" for cells in rows), section
+    for cells in rows:  # the limit is the tolerance itself: the twin was not widened
+        limit, tolerance = (float(c.strip().lstrip("±")) for c in cells[-3:-1])
+        assert limit == pytest.approx(tolerance, rel=5e-3), cells
+    quality = float(codebook.split("SDMetrics quality ", 1)[1].split()[0])
+    assert quality >= 0.9
+
+
 def test_demo_runs_end_to_end_and_reruns(demo_dir: Path):
     env = {"PREFECT_API_URL": ""}  # the demo must use its own services, not the test session's
     first = _hackgap("demo", str(demo_dir), env=env)
@@ -91,6 +108,7 @@ def test_demo_runs_end_to_end_and_reruns(demo_dir: Path):
     for name in ("twin.parquet", "twin.csv", "codebook.md", "report.html"):
         assert store.exists("open", f"{twin_prefix}/{name}")
     _twin_copies_no_unique_real_row(store, twin_prefix)
+    _codebook_shows_every_challenge_statistic_kept(store, twin_prefix)
     # No source extract and no linked table ever lands in the open bucket.
     assert not any("sources/" in k or "linked/" in k for k in store.list("open"))
     assert store.list("audit"), "secure-zone access left no audit lines"

@@ -1,5 +1,5 @@
 """Sequential CART: visit order, the leaf-size privacy floor, donor sampling, determinism,
-structural nulls, and the challenge statistics kept on demo data."""
+structural nulls (the challenge statistics kept at demo size: tests/e2e/test_demo_end_to_end)."""
 
 from __future__ import annotations
 
@@ -157,26 +157,3 @@ def test_structural_nulls_stay_structural(schema):
     assert abs(score_null.mean() - real["eindtoets_score"].isna().mean()) < 0.03
     no_mbo = twin["mbo_niveau"].isna()
     assert twin.loc[no_mbo, "mbo_uitval_jaar1"].isna().all()
-
-
-@pytest.mark.slow
-def test_demo_twin_passes_the_whole_gate_with_every_challenge_statistic(schema):
-    """At the demo event's size (235,000 persons, 44,424 pupils: the size the tolerances were
-    calibrated at) with all three packs and the event defaults: released, 12/12 in tolerance."""
-    from challenges import load_packs
-    from flows.demodata import demo_analysis_table
-    from synthetic.make import make_twin
-
-    real = demo_analysis_table(persons=235_000, seed=7)
-    packs = load_packs(["advieskloof", "uitval-eerste-jaar", "doorstroom"])
-    build = make_twin(
-        real,
-        schema,
-        TwinSettings(),
-        {p.id: p.fidelity for p in packs},
-        {p.id: p.columns for p in packs},
-    )
-    assert build.gate.passed, [c.sentence() for c in build.gate.failures]
-    assert len(build.gate.fidelity) == 12 and all(f.passed for f in build.gate.fidelity)
-    assert all(f.limit == f.tolerance for f in build.gate.fidelity)  # at the calibration size
-    assert build.gate.quality.overall >= 0.9
