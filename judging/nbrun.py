@@ -72,7 +72,7 @@ def _first_line(text: str, limit: int = 200) -> str:
 
 def run(spec: dict) -> dict:
     import nbformat
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
@@ -83,7 +83,10 @@ def run(spec: dict) -> dict:
     kernel_root = Path(tempfile.mkdtemp(prefix="kernelspec-", dir=out))
     write_kernelspec(spec, kernel_root)
     os.environ["JUPYTER_PATH"] = str(kernel_root)
-    km = KernelManager(
+    # async: with a blocking manager nbclient's output poll blocks its event loop, so a cell
+    # past `timeout` was never stopped (the watchdog killed the driver 30 s later instead,
+    # and the executed notebook was lost)
+    km = AsyncKernelManager(
         kernel_name=KERNEL_NAME,
         transport="ipc",
         ip=str(runtime / "kernel"),
@@ -104,11 +107,13 @@ def run(spec: dict) -> dict:
     try:
         client.execute(cwd=spec["cwd"])
     except CellTimeoutError:
-        result.update(status="timeout", message="a cell ran past the time limit")
+        index = _cell_number(nb, _started_unfinished)
+        where = f"code cell {index}" if index else "a cell"
+        result.update(status="timeout", cell=index, message=f"{where} ran past the time limit")
     except DeadKernelError:
         result.update(status="died", message="the kernel died (memory or a crash)")
     except CellExecutionError as exc:
-        index = _failing_cell(nb)
+        index = _cell_number(nb, _has_error)
         result.update(
             status="failed",
             cell=index,
@@ -126,21 +131,32 @@ def run(spec: dict) -> dict:
 
 
 def _shutdown(km) -> None:
+    from jupyter_core.utils import run_sync
+
     try:
         if km.has_kernel:
-            km.shutdown_kernel(now=True)
+            run_sync(km.shutdown_kernel)(now=True)
     except Exception:  # already dead, or never started
         pass
 
 
-def _failing_cell(nb) -> int | None:
-    """1-based number of the code cell with an error output (injected cell not counted)."""
+def _has_error(cell) -> bool:
+    return any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+
+
+def _started_unfinished(cell) -> bool:
+    timing = cell.get("metadata", {}).get("execution", {})  # nbclient's record_timing
+    return "iopub.execute_input" in timing and "shell.execute_reply" not in timing
+
+
+def _cell_number(nb, match) -> int | None:
+    """1-based number of the first code cell `match` accepts (injected cell not counted)."""
     number = 0
     for cell in nb.cells:
         if cell.cell_type != "code" or INJECTED_TAG in cell.get("metadata", {}).get("tags", []):
             continue
         number += 1
-        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+        if match(cell):
             return number
     return None
 

@@ -68,9 +68,11 @@ def test_a_failing_cell_is_named_and_a_hanging_one_stopped(tmp_path):
     notebook = _nb(tmp_path / "nb.ipynb", "x = 1", "1 / 0", "print('never')")
     failed = run_notebook(_spec(tmp_path, notebook))
     assert failed.status == "failed" and failed.cell == 3 and failed.error == "ZeroDivisionError"
-    hang = _nb(tmp_path / "hang.ipynb", "import time\ntime.sleep(600)")
+    hang = _nb(tmp_path / "hang.ipynb", "print('before')", "import time\ntime.sleep(600)")
     stopped = run_notebook(_spec(tmp_path, hang, key="h", time_limit=3))
-    assert stopped.status == "timeout" and "time limit" in stopped.message
+    # stopped by the cell time limit (not the watchdog's kill past it): the cell is named
+    assert stopped.status == "timeout" and stopped.cell == 3  # after parameters and print
+    assert stopped.message == "code cell 3 ran past the time limit"
     assert _orphan_kernels() == []
 
 
