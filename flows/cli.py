@@ -7,12 +7,11 @@ never a traceback.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # libraries' progress bars; the CLI shows its own
-
-import importlib
 
 import typer
 from rich.console import Console
