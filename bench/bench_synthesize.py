@@ -210,8 +210,12 @@ def _load() -> str:
     return "load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
+def _label(settings: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in settings.items()) or "event defaults"
+
+
 def _stage_results(sizes: tuple[int, ...], settings: dict) -> tuple[list[Result], dict[int, dict]]:
-    label = ", ".join(f"{k} {v}" for k, v in settings.items()) or "event defaults"
+    label = _label(settings)
     results, figures = [], {}
     for persons in sizes:
         path = _table_file(persons)
@@ -244,10 +248,9 @@ def run(quick: bool) -> list[Result]:
     defaults, _ = _stage_results((small,), {})
     results += defaults
     a, b = figures[small], figures[big]
-    label = ", ".join(f"{k} {v}" for k, v in SCALE_SETTINGS.items())
     results.append(
         Result(
-            f"synthesize stage {big:,} / {small:,} persons, {label}",
+            f"synthesize stage {big:,} / {small:,} persons, {_label(SCALE_SETTINGS)}",
             b["seconds"],
             baseline=a["seconds"],
             target_ratio=10.0,
