@@ -317,7 +317,7 @@ class FitJob:
 class FitData:
     """What every job reads: shipped to a worker once, whatever the number of jobs."""
 
-    x: np.ndarray  # every column's predictors, in visit order
+    x: np.ndarray  # every column's predictors, in visit order (float32, as the trees read them)
     targets: dict[str, np.ndarray]  # per column: floats, or level codes (-1 null)
     groups: dict[str, np.ndarray]  # per grouped column: the parent key of each row
 
@@ -492,7 +492,7 @@ class CartSynthesizer:
                 cats.append((width, len(levels) + 1))
             blocks.append(self._block(name, values))
             width += blocks[-1].shape[1]
-        data.x = np.hstack(blocks)
+        data.x = np.hstack(blocks, dtype=np.float32)  # as the trees read it: half to ship
         return data, sorted(jobs, key=lambda j: -j.cost)
 
     def fit(self, frame: pd.DataFrame, map: Mapper | None = None) -> CartSynthesizer:
