@@ -133,7 +133,8 @@ REPEATS = 3  # fits per worker count, alternating: this VM's speed drifts by 10-
 
 def fit_figures(path: str) -> dict:
     """(In the child) the cart fit alone: here, and as Prefect tasks on local Dask clusters of
-    1 and 2 worker processes (DaskTaskRunner). Both clusters are started first and their
+    1 and 2 worker processes (DaskTaskRunner), configured as `tree_map` configures the cluster
+    it starts (`LOCAL_CLUSTER`). Both clusters are started first and their
     workers import their libraries (`start-N`: what that took); then the fit runs on 1 and on 2
     workers in turn, `REPEATS` times, so a slow spell of the machine hits both alike. `dask-N`
     is the median fit (scatter and every task run included), `speedup` the median of the
@@ -147,7 +148,7 @@ def fit_figures(path: str) -> dict:
     import pandas as pd
     from distributed import Client, LocalCluster
 
-    from flows.synthesize import DASK_PATIENCE, _fit_trees_flow, load_schema
+    from flows.synthesize import DASK_PATIENCE, LOCAL_CLUSTER, _fit_trees_flow, load_schema
     from synthetic.cart import CartSynthesizer
     from synthetic.prepare import area_columns, coarsen
 
@@ -158,7 +159,7 @@ def fit_figures(path: str) -> dict:
     started = time.perf_counter()
     CartSynthesizer.from_settings(schema, info, settings).fit(frame)
     out["here"] = time.perf_counter() - started
-    with dask.config.set(DASK_PATIENCE), ExitStack() as stack:
+    with dask.config.set({**DASK_PATIENCE, **LOCAL_CLUSTER}), ExitStack() as stack:
         addresses = {}
         for workers in (1, 2):
             started = time.perf_counter()
