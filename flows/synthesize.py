@@ -227,12 +227,36 @@ def read_linked(event_dir: EventDir, store: ObjectStore, audit: AuditLog) -> pd.
 
 
 def failure_message(build: TwinBuild) -> str:
-    """One sentence naming every failed check and by how much (figures only)."""
-    failed = "; ".join(c.sentence() for c in build.gate.failures)
-    return (
-        f"twin release gate: {failed}; nothing was published - adjust twin settings in "
-        "event.yaml (synthesizer, thresholds) or the challenge tolerances and run again."
-    )
+    """One sentence naming every failed check and by how much (figures only), and the
+    setting that moves each kind of failure."""
+    failures = build.gate.failures
+    failed = "; ".join(c.sentence() for c in failures)
+    return f"twin release gate: {failed}; nothing was published - {_remedy(build)}, and run again."
+
+
+def _remedy(build: TwinBuild) -> str:
+    """A privacy check asks for a coarser twin, quality and fidelity for a finer one; for
+    cart the leaf floor moves both (at 2,000,000 persons the default 10 missed disclosure
+    protection by 0.001 and 20 passed every check: docs/scale.md)."""
+    settings = build.context.settings
+    if settings.synthesizer != "cart":
+        return (
+            "adjust twin settings in event.yaml (synthesizer, epochs) or the challenge tolerances"
+        )
+    faithful = [c.name == "quality" or c.name.startswith("fidelity ") for c in build.gate.failures]
+    fixes = []
+    if not all(faithful):
+        fixes.append(
+            f"for a privacy check raise twin.min_leaf in event.yaml (now {settings.min_leaf}: "
+            "each value is then drawn from more real pupils; docs/scale.md advises 20 above "
+            "1,000,000 persons)"
+        )
+    if any(faithful):
+        fixes.append(
+            f"for quality or fidelity lower twin.min_leaf (now {settings.min_leaf}) or widen "
+            "the challenge's tolerance"
+        )
+    return " and ".join(fixes)
 
 
 def _twin_files(build: TwinBuild, event: str, settings: TwinSettings, tmp: Path) -> dict[str, Path]:

@@ -122,10 +122,23 @@ def test_published_twin_read_back_has_no_replicated_unique(tmp_path, store, link
 def test_failed_gate_publishes_nothing_and_names_the_check(tmp_path, store, linked):
     from flows.synthesize import run_synthesize
 
-    with pytest.raises(TwinError, match=r"quality FAILED: 0\.\d+ \(required >= 0\.99\)"):
+    with pytest.raises(TwinError, match=r"quality FAILED: 0\.\d+ \(required >= 0\.99\)") as err:
         run_synthesize(_event(tmp_path, thresholds={"min_quality": 0.99}), store)
+    assert "lower twin.min_leaf (now 25)" in str(err.value)
+    assert "raise twin.min_leaf" not in str(err.value)  # no privacy check failed
     assert store.list("open", "") == []
     assert not store.list("secure", "twin-test/models/")
+
+
+def test_failed_privacy_check_says_to_raise_the_leaf_floor(tmp_path, store, linked):
+    from flows.synthesize import run_synthesize
+
+    # leaves of 5 real pupils on 3,000 rows, trees grown to any depth: a twin too close to them
+    with pytest.raises(TwinError, match=r"FAILED") as err:
+        run_synthesize(_event(tmp_path, min_leaf=5, max_depth=None), store)
+    message = str(err.value)
+    assert "raise twin.min_leaf in event.yaml (now 5:" in message and "\n" not in message
+    assert store.list("open", "") == []
 
 
 def test_missing_linked_table_is_a_user_error(tmp_path, store):
