@@ -88,10 +88,10 @@ DASK_PATIENCE = {
 # Dask's defaults suit many short tasks; the cluster hackgap starts itself runs one long tree
 # fit per worker, and on a small machine every CPU second spent beside it delays the fit.
 # Measured at 1,000,000 persons (2 workers fitting the same 4 trees, 3 runs): with Dask's
-# defaults each worker spent 0.5-1.8 CPU s outside its fit (a statistical profiler sampling
+# defaults each worker spent 0.3-1.7 CPU s outside its fit (a statistical profiler sampling
 # its stack 100 times a second, an event loop ticking 50 times), its fit faulted 4.5x the
 # pages (glibc trimming every freed block, then faulting it in again) and the flow's process
-# (scheduler, nannies) used 1.0-1.5 CPU s; the trees took 11.8 s (median) against 10.1 s
+# (scheduler, nannies) used 0.9-1.6 CPU s; the trees took 11.8 s (median) against 10.1 s
 # with these settings, as in plain forked processes without Dask (10.1 s). An organiser's
 # scheduler (twin.dask_address) keeps its own configuration.
 LOCAL_CLUSTER = {

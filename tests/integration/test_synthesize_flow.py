@@ -208,7 +208,7 @@ def _worker_settings(_data, _job):
 
 def test_the_cluster_twin_workers_starts_runs_lean_workers(prefect_server, monkeypatch):
     """The worker processes of twin.workers' own cluster sample no stacks and keep glibc's
-    own memory trimming (Dask's setting made a tree fit fault its memory in 4.5 times)."""
+    own memory trimming (with Dask's setting a tree fit faulted in 4.5 times the pages)."""
     import os
 
     from flows.synthesize import tree_map
