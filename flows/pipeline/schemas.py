@@ -9,7 +9,6 @@ built from the same declaration, so the file format and the frame cannot drift.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -273,18 +272,16 @@ class Rule:
     def sql(self, column: str) -> str | None:
         """True where valid (missing values pass, as in pandera); None: a custom check."""
         if self.values is not None:
-            # a regular expression, not IN: DuckDB turns a long IN list (and list_contains)
-            # into a join, and the reader's row order would be lost
-            choices = "|".join(_REGEX_SPECIAL.sub(r"\\\1", str(v)) for v in self.values)
-            return f"regexp_full_match(CAST({column} AS VARCHAR), {sql_literal(f'(?:{choices})')})"
+            # a CASE of equalities, not IN: DuckDB turns a long IN list (and list_contains)
+            # into a join, and the reader's row order would be lost; a regular expression of
+            # the alternatives keeps the order too, but costs 2-4x the CPU of the CASE
+            whens = " ".join(f"WHEN {sql_literal(str(v))} THEN true" for v in self.values)
+            return f"CASE CAST({column} AS VARCHAR) {whens} ELSE false END"
         if self.low is not None:
             return f"{column} BETWEEN {self.low} AND {self.high}"
         if self.pattern is not None:
             return f"regexp_full_match({column}, {sql_literal(self.pattern)})"
         return None
-
-
-_REGEX_SPECIAL = re.compile(r"([\\.^$|?*+()\[\]{}])")
 
 
 def sql_literal(value: object) -> str:

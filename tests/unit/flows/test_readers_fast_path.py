@@ -146,6 +146,8 @@ def _mapping(chunks: CsvChunks, names: list[str]) -> dict[str, str]:
     [
         (";538;", ";600;"),  # eindtoets_score outside 501-550 (a domain rule)
         (";havo;", ";gymnasium;"),  # niveau not in the list
+        (";havo;", ";HAVO;"),  # in the list only if case were ignored
+        (";havo;", ";havo/vwo;"),  # a value of another column's list (schooladvies)
         (";2021-2022;", ";2021/2022;"),  # schooljaar not matching its pattern
         ("2010-03-15", "2010-02-30"),  # no such calendar date
     ],
