@@ -180,6 +180,13 @@ def exact_link(school: pd.DataFrame, persons: pd.DataFrame) -> tuple[pd.DataFram
 
 
 def _features(frame: pd.DataFrame, dob: pd.Series, postcode: pd.Series) -> pd.DataFrame:
+    """Splink's comparison columns, without a Python object per value: pandas' strftime and
+    `.dt.date` made one each (14 of the 27 s of the link step at 2,000,000 persons).
+
+    `ym` is the birth year and month as one number (Splink only tests it for equality);
+    the dates become DuckDB dates on their way to Splink (`_splink_input`).
+    """
+    dob = dob.dt.normalize()
     day, month = dob.dt.day, dob.dt.month
     swappable = dob.notna() & (day <= 12) & (day != month)
     swapped = pd.to_datetime(
@@ -191,14 +198,25 @@ def _features(frame: pd.DataFrame, dob: pd.Series, postcode: pd.Series) -> pd.Da
     ).where(swappable)
     return pd.DataFrame(
         {
-            "dob": dob.dt.date,
-            "dob_swap": swapped.dt.date,
-            "ym": dob.dt.strftime("%Y-%m"),
-            "geslacht": frame["geslacht"].astype("string"),
+            "dob": dob,
+            "dob_swap": swapped,
+            "ym": (dob.dt.year * 100 + month).astype("Int64"),  # missing stays NULL, not NaN
+            "geslacht": frame["geslacht"].astype("string[pyarrow]"),
             "postcode": postcode,
             "pc4": postcode.str.slice(0, 4),
         }
     )
+
+
+def _splink_input(frame: pd.DataFrame) -> pa.Table:
+    """A frame as Splink's input table: Arrow, which DuckDB scans without converting values
+    one by one, with the birth dates as dates."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for name in ("dob", "dob_swap"):
+        if name in table.column_names:
+            i = table.column_names.index(name)
+            table = table.set_column(i, name, table.column(name).cast(pa.date32()))
+    return table
 
 
 def _settings(n_candidates: int):
@@ -282,8 +300,8 @@ def train_model(
     con = _connect(settings)
     try:
         db = DuckDBAPI(connection=con)
-        sdf_l = db.register(labelled, dataset_display_name="duo")
-        sdf_r = db.register(right, dataset_display_name="brp")
+        sdf_l = db.register(_splink_input(labelled), dataset_display_name="duo")
+        sdf_r = db.register(_splink_input(right), dataset_display_name="brp")
         linker = Linker([sdf_l, sdf_r], _settings(len(right)), log_level=logging.ERROR)
         linker.training.estimate_u_using_random_sampling(
             max_pairs=settings.u_max_pairs, seed=settings.seed
@@ -297,7 +315,7 @@ def train_model(
             }
         )
         linker.training.estimate_m_from_pairwise_labels(
-            db.register(pairs, dataset_display_name="labels")
+            db.register(_splink_input(pairs), dataset_display_name="labels")
         )
         model = linker.misc.save_model_to_json()
     finally:
@@ -320,8 +338,8 @@ def train_model_em(left: pd.DataFrame, right: pd.DataFrame, settings: LinkSettin
     con = _connect(settings)
     try:
         db = DuckDBAPI(connection=con)
-        sdf_l = db.register(left, dataset_display_name="duo")
-        sdf_r = db.register(right, dataset_display_name="brp")
+        sdf_l = db.register(_splink_input(left), dataset_display_name="duo")
+        sdf_r = db.register(_splink_input(right), dataset_display_name="brp")
         linker = Linker([sdf_l, sdf_r], _settings(len(right)), log_level=logging.ERROR)
         linker.training.estimate_u_using_random_sampling(
             max_pairs=settings.u_max_pairs, seed=settings.seed
@@ -371,8 +389,8 @@ def _score(left: pd.DataFrame, right: pd.DataFrame, model: dict, settings: LinkS
     con = _connect(settings)
     try:
         db = DuckDBAPI(connection=con)
-        sdf_l = db.register(left, dataset_display_name="duo")
-        sdf_r = db.register(right, dataset_display_name="brp")
+        sdf_l = db.register(_splink_input(left), dataset_display_name="duo")
+        sdf_r = db.register(_splink_input(right), dataset_display_name="brp")
         linker = Linker([sdf_l, sdf_r], model, log_level=logging.ERROR)
         t0 = time.perf_counter()
         scored = linker.inference.predict(warning_mode="never")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -41,6 +44,23 @@ def test_postcodes_and_dates_normalise_across_source_styles():
     dates = lk.to_dates(pd.Series(["2010-03-05", "20100305", None]))
     assert dates.iloc[0] == dates.iloc[1] == pd.Timestamp("2010-03-05")
     assert pd.isna(dates.iloc[2])
+
+
+def test_splink_input_holds_dates_and_leaves_a_missing_birth_date_null():
+    """Splink compares `dob` as dates and blocks on `ym`: a missing birth date must be NULL
+    in both (a NaN year-month would equal every other NaN in DuckDB and pair them)."""
+    frame = pd.DataFrame({"geslacht": ["M", "V", "M"]})
+    dob = lk.to_dates(pd.Series(["2010-03-05", None, "2010-02-30"]))  # the last: no such day
+    postcode = lk.normalise_postcode(pd.Series(["9711 AB", "9711AB", None]))
+    con = duckdb.connect()
+    con.register("t", lk._splink_input(lk._features(frame, dob, postcode)))
+    types = dict(con.sql("SELECT column_name, column_type FROM (DESCRIBE t)").fetchall())
+    assert types["dob"] == types["dob_swap"] == "DATE"
+    assert con.execute("SELECT count(*) FROM t a JOIN t b ON a.ym = b.ym").fetchone() == (1,)
+    assert con.execute("SELECT dob, dob_swap FROM t LIMIT 1").fetchone() == (
+        datetime.date(2010, 3, 5),
+        datetime.date(2010, 5, 3),
+    )
 
 
 def _world():
