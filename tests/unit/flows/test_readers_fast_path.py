@@ -165,6 +165,21 @@ def test_the_fast_path_declines_a_value_that_breaks_a_rule(
     assert duck.read_canonical(good, SCHOOL, _mapping(good, SCHOOL.names)) is not None
 
 
+def test_a_value_outside_its_list_is_refused_by_the_reader_naming_the_column(
+    tmp_path: Path, fast_calls: list[bool]
+) -> None:
+    """Through read_school, as the link stage reads: the fast path declines 'HAVO' (the list
+    has 'havo'), and the organiser gets the reference path's sentence, nothing read."""
+    path = tmp_path / "duo.csv"
+    path.write_text((FIXTURES / "duo_onderwijs.csv").read_text().replace(";havo;", ";HAVO;", 1))
+    with pytest.raises(SourceError) as err:
+        read_school(path)
+    assert fast_calls == [False]
+    message = str(err.value)
+    assert message.startswith("duo.csv: column 'niveau' has 1 value that is not one of: ")
+    assert "HAVO" not in message  # no value of the file in a message
+
+
 def test_the_fast_path_declines_a_line_with_too_few_fields(tmp_path: Path) -> None:
     lines = (FIXTURES / "brp_utf8.csv").read_text(encoding="utf-8").splitlines()
     path = tmp_path / "brp.csv"
