@@ -14,9 +14,12 @@ No value of the file appears in SQL text, in a log or in an exception raised fro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from re import _parser  # the standard library's pattern parser (read-only use)
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -75,6 +78,101 @@ def _value(f: Field, text: str) -> str:
     return f"CASE WHEN {' AND '.join(ok)} THEN {value} ELSE error('rule') END"
 
 
+def _may_reach_the_edge(pattern: str) -> bool:
+    """Whether a text matching `pattern` whole may be empty or start or end with whitespace.
+
+    Read from the parsed pattern, conservatively: any construct not handled below counts
+    as yes. Only a pattern that answers no may judge a value before it is stripped.
+    The pattern runs in RE2 but is read by Python's parser: where the two differ (RE2's
+    POSIX classes such as [[:space:]]) the answer is yes too.
+    """
+    if "[:" in pattern:
+        return True
+    try:
+        items = list(_parser.parse(pattern))
+    except re.error:
+        return True
+    first, last = _edge(items, first=True), _edge(items, first=False)
+    return first[0] or last[0] or first[1]
+
+
+def _edge(items: list, *, first: bool) -> tuple[bool, bool]:
+    """(the first (or last) character may be whitespace, the sequence may be empty)."""
+    for op, av in items if first else reversed(items):
+        whitespace, empty = _edge_item(str(op), av, first=first)
+        if whitespace or not empty:
+            return whitespace, False
+    return False, True
+
+
+def _edge_item(op: str, av: Any, *, first: bool) -> tuple[bool, bool]:
+    if op == "LITERAL":
+        return chr(av) in _WHITESPACE, False
+    if op == "IN":
+        return any(_class_item_may_be_whitespace(o, v) for o, v in av), False
+    if op in ("MAX_REPEAT", "MIN_REPEAT"):
+        low, _high, sub = av
+        whitespace, empty = _edge(list(sub), first=first)
+        return whitespace, empty or low == 0
+    if op == "SUBPATTERN":
+        return _edge(list(av[-1]), first=first)
+    if op == "BRANCH":
+        ends = [_edge(list(branch), first=first) for branch in av[1]]
+        return any(w for w, _ in ends), any(e for _, e in ends)
+    return True, True  # any character, a negated literal, an anchor, a back-reference ...
+
+
+def _class_item_may_be_whitespace(op: Any, value: Any) -> bool:
+    op = str(op)
+    if op == "LITERAL":
+        return chr(value) in _WHITESPACE
+    if op == "RANGE":
+        return any(value[0] <= ord(c) <= value[1] for c in _WHITESPACE)
+    return not (op == "CATEGORY" and str(value) in ("CATEGORY_DIGIT", "CATEGORY_WORD"))
+
+
+def _accept(f: Field, raw: str) -> str | None:
+    """SQL true where the unstripped value is already a valid, stripped, non-empty text of
+    `f` (most values of a good file): it is converted as it is, skipping the stripping and
+    the checks of `_value`, which then see only the other rows. None: no such shortcut.
+
+    A kind's pattern qualifies when no text it matches is empty or has whitespace at an
+    edge; a pattern of one character from a set is tested as equalities (cheaper than a
+    regular expression). A text field without a pattern qualifies by its list of values.
+    """
+    pattern = f.kind.pattern
+    if pattern is not None:
+        if _may_reach_the_edge(pattern):
+            return None
+        literals = _one_of_characters(pattern)
+        if literals is None:
+            return f"regexp_full_match({raw}, {sql_literal(f'(?:{pattern})')})"
+        return _equals_one_of(raw, literals)
+    for rule in f.checks:
+        if rule.values is not None and all(
+            isinstance(v, str) and v and v == v.strip() for v in rule.values
+        ):
+            return _equals_one_of(raw, [str(v) for v in rule.values])
+    return None
+
+
+def _one_of_characters(pattern: str) -> list[str] | None:
+    """The characters of a pattern that is one character from a set of literals ([MVmv])."""
+    items = list(_parser.parse(pattern))
+    if len(items) != 1 or str(items[0][0]) != "IN":
+        return None
+    chars = items[0][1]
+    if not all(str(op) == "LITERAL" for op, _ in chars):
+        return None
+    return [chr(c) for _, c in chars]
+
+
+def _equals_one_of(raw: str, values: list[str]) -> str:
+    # a CASE of equalities: an IN list may become a join, which loses the row order
+    whens = " ".join(f"WHEN {sql_literal(v)} THEN true" for v in values)
+    return f"CASE {raw} {whens} ELSE false END"
+
+
 def _csv_scan(path: Path, layout: Layout, encoding: str) -> str:
     """DuckDB's CSV reader with the detected layout, every column as text, strict."""
     columns = ", ".join(f"{sql_literal(name)}: 'VARCHAR'" for name in layout.header)
@@ -96,10 +194,19 @@ def canonical_sql(source: str, spec: FrameSpec, mapping: dict[str, str]) -> str:
             # trim() only where needed: it copies every value it is given
             padded = f"{raw} LIKE ' %' OR {raw} LIKE '% '"
             text = f"coalesce(CASE WHEN {padded} THEN trim({raw}) ELSE {raw} END, '')"
+            value = _value(f, text)
+            accept = _accept(f, raw)
+            # the usual value skips the stripping and _value's checks, and so does a
+            # missing one where that is allowed (DuckDB's CSV reader gives NULL for it)
+            fast = [f"WHEN {raw} IS NULL THEN NULL"] if f.nullable else []
+            if accept is not None:
+                fast.append(f"WHEN {accept} THEN {f.kind.sql.format(v=raw)}")
+            if fast:
+                value = f"CASE {' '.join(fast)} ELSE {value} END"
         else:
-            text = "''"
+            value = _value(f, "''")
         name = f'"{f.name}"'
-        inner.append(f"{_value(f, text)} AS {name}")
+        inner.append(f"{value} AS {name}")
         rules = [sql for r in f.checks if (sql := r.sql(name))]
         if rules:  # on the converted value; a missing value passes, as in pandera
             ok = " AND ".join([f"{name} IS NULL OR ({rules[0]})", *(f"({r})" for r in rules[1:])])

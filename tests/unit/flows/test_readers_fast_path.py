@@ -264,3 +264,40 @@ def test_values_padded_with_spaces_are_stripped_on_the_fast_path(
     assert fast_calls == [True]
     _assert_same(got, _reference(read_municipal, path, monkeypatch))
     pd.testing.assert_frame_equal(got.frame, read_municipal(FIXTURES / "brp_utf8.csv").frame)
+
+
+def test_every_declared_pattern_may_judge_a_value_before_it_is_stripped() -> None:
+    """The shortcut (`duck._accept`) converts a value as it is when the kind's pattern
+    matches it unstripped: only sound for a pattern no empty or edge-padded text matches.
+    Every declared kind qualifies; patterns that do not are refused."""
+    from flows.pipeline import schemas
+
+    kinds = [k for k in vars(schemas).values() if isinstance(k, schemas.Kind) and k.pattern]
+    assert len(kinds) >= 10
+    assert not [k.pattern for k in kinds if duck._may_reach_the_edge(k.pattern)]
+    may = (r"\d+ ?", r" \d", r"a?\s?b", ".", "[^a]", "(?:a|b )", "x*", "a|", r"[\x00-\x40]a")
+    for pattern in (*may, "[[:space:]]x"):  # the last: a POSIX class only RE2 reads as one
+        assert duck._may_reach_the_edge(pattern), pattern
+
+
+def test_values_needing_stripping_or_case_folding_read_the_same_beside_usual_ones(
+    tmp_path: Path, fast_calls: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Usual values take the shortcut; a padded, lower-case or empty one in the same column
+    goes through the stripping and checks, and the frame is the reference path's."""
+    lines = (FIXTURES / "duo_onderwijs.csv").read_text().splitlines()
+    first = lines[1].split(";")
+    first[2] = "v"  # geslacht, lower case: upper-cased as on the reference path
+    first[3] = " 9711ab "  # postcode, padded and lower case
+    first[9] = "  groep 8"  # niveau from its list, padded
+    first[14] = "n"  # diploma, lower case
+    first[8] = " 8"  # leerjaar, padded
+    lines[1] = ";".join(first)
+    path = tmp_path / "duo_mixed.csv"
+    path.write_text("\n".join(lines) + "\n")
+    got = read_school(path)
+    assert fast_calls == [True]
+    _assert_same(got, _reference(read_school, path, monkeypatch))
+    row = got.frame.iloc[0]
+    assert (row["geslacht"], row["postcode"], row["niveau"]) == ("V", "9711AB", "groep 8")
+    assert (row["diploma"], row["leerjaar"]) == (False, 8)
