@@ -19,7 +19,8 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,13 +116,36 @@ def tree_map(workers: int, address: str | None = None) -> Mapper | None:
 
     def run(fn: Callable, data: Any, jobs: list) -> list:
         import dask
+        import distributed  # noqa: F401  (adds its defaults to Dask's configuration)
 
         # a worker busy in a long tree fit (or on a crowded machine) may not answer within
         # Dask's 30 s; the scheduler then drops it and, with it, the scattered data
         with dask.config.set({**DASK_PATIENCE, **({} if address else LOCAL_CLUSTER)}):
-            return _fit_trees_flow(fn, data, jobs, workers, address)()
+            names = () if address else dask.config.get("distributed.nanny.pre-spawn-environ")
+            with _environment_kept(names):
+                return _fit_trees_flow(fn, data, jobs, workers, address)()
 
     return run
+
+
+@contextmanager
+def _environment_kept(names: Iterable[str]) -> Iterator[None]:
+    """Put back this process's environment variables `names` as they were.
+
+    A local cluster's nannies write Dask's pre-spawn settings (OMP_NUM_THREADS=1 and the
+    other math libraries' thread counts) into the process that starts them, for their
+    workers to inherit; the flow's later subprocesses (the gate's anonymeter run) and
+    clusters would inherit them too.
+    """
+    before = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _check_scheduler(address: str) -> None:

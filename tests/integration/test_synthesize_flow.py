@@ -214,9 +214,13 @@ def test_the_cluster_twin_workers_starts_runs_lean_workers(prefect_server, monke
     from flows.synthesize import tree_map
     from synthetic.cart import FitJob
 
-    # a cluster started earlier in this process leaves Dask's setting in its environment
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "2")
     jobs = [FitJob(column=c, kind="numerical", levels=(), width=0, cats=(), cost=1.0) for c in "ab"]
     seen = tree_map(2)(_worker_settings, np.zeros(1), jobs)
     assert [(trim, profiling) for trim, profiling, _ in seen] == [(None, False)] * 2
     assert os.getpid() not in {pid for *_, pid in seen}
+    # the nannies wrote Dask's worker settings (OMP_NUM_THREADS=1, ...) into this process's
+    # environment; the flow's later subprocesses must not run single-threaded because of it
+    assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "2"
