@@ -9,6 +9,7 @@ their schema-typed text (synthetic.privacy.canonical_text), never by the pandas 
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -173,6 +174,7 @@ class GateContext:
             max_attacks=s.attack_count_max,
             n_cols=s.attack_columns,
             seed=s.seed,
+            n_jobs=len(os.sched_getaffinity(0)),
         )
 
     @property
