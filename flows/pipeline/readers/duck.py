@@ -29,7 +29,7 @@ import pyarrow as pa
 from flows.pipeline.detect import Layout
 from flows.pipeline.errors import SourceError
 from flows.pipeline.readers.table import CsvChunks, FastPathDeclined
-from flows.pipeline.schemas import Field, FrameSpec, sql_literal, to_pandas
+from flows.pipeline.schemas import Field, FrameSpec, one_of, sql_literal, to_pandas
 
 # What Python's str.strip() removes (the reference path strips with it). DuckDB's trim()
 # removes spaces only (quickly; trim with a character set is several times slower), so a
@@ -168,9 +168,7 @@ def _one_of_characters(pattern: str) -> list[str] | None:
 
 
 def _equals_one_of(raw: str, values: list[str]) -> str:
-    # a CASE of equalities: an IN list may become a join, which loses the row order
-    whens = " ".join(f"WHEN {sql_literal(v)} THEN true" for v in values)
-    return f"CASE {raw} {whens} ELSE false END"
+    return one_of(values).sql(raw)  # a CASE of equalities, as the rule's own check
 
 
 def _csv_scan(path: Path, layout: Layout, encoding: str) -> str:
