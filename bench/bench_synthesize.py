@@ -4,11 +4,11 @@ speed-up of fitting the trees on 2 Dask workers instead of 1.
 Every stage measurement runs in a fresh process (`measure_subprocess`) on a linked table
 written to Parquet beforehand (the stage reads Parquet in production too), so its peak
 memory is the stage's own. Measured: the whole stage (sequential CART: check, coarsen, fit,
-sample with redraws, every gate check with anonymeter, codebook, report) with the settings
-docs/scale.md advises at national size (`SCALE_SETTINGS`, the event's defaults otherwise) at
-235,000, 1,000,000 and 2,000,000 persons (quick: 20,000 and 235,000), and with the event's
-defaults (`flows.event.Twin`) at the smaller size. Targets (issue 13): 2M <= 10x the 235k
-time of the same run, peak < 6 GiB, every gate passing; fit on 2 Dask workers >= 1.6x faster
+sample with redraws, every gate check with anonymeter, codebook, report) with the event's
+defaults (`flows.event.Twin`; the leaf floor by the table's size) at 235,000, 1,000,000 and
+2,000,000 persons (quick: 20,000 and 235,000), and with the larger sizes' floor (20) at the
+smaller size for the growth at equal settings. Targets (issue 13): 2M <= 10x the 235k time
+of the same run, peak < 6 GiB, every gate passing; fit on 2 Dask workers >= 1.6x faster
 than on 1 (both through Prefect's DaskTaskRunner on a started local cluster, alternating,
 median of 3 pairs). Also the stage against a bare SDV GaussianCopula fit+sample at 235k, and
 (full mode) CTGAN/TVAE for scale.
@@ -78,7 +78,7 @@ def _stage(real, settings, fit_map=None):
         fit_map=fit_map,
     )
     info = build.context.info
-    render_codebook("bench", "v", schema, build.twin, info, settings, build.gate)
+    render_codebook("bench", "v", schema, build.twin, info, build.context.settings, build.gate)
     render_report("bench", "v", schema, build.context.real, build.twin, info, build.gate)
     return build
 
@@ -89,16 +89,16 @@ def _default_settings(**kw):
     from synthetic.settings import TwinSettings
 
     twin = Twin()
-    base = dict(synthesizer=twin.synthesizer, min_leaf=twin.min_leaf, max_depth=twin.max_depth)
+    base = dict(
+        synthesizer=twin.synthesizer, min_leaf=twin.fixed_min_leaf, max_depth=twin.max_depth
+    )
     return TwinSettings(**{**base, **kw})
 
 
-# docs/scale.md's advice for national size, used for the growth figures at every size (the
-# ratio compares the same settings). At 2,000,000 persons the default leaf floor (10) failed
-# disclosure protection by 0.001 and 20 passed every check; 20 as the default would fail a
-# challenge statistic on the demo's own table, so the event default stays 10 and is measured
-# at 235,000 persons beside these.
-SCALE_SETTINGS = {"min_leaf": 20}
+# The event defaults choose the leaf floor by the table's size (10 up to 100,000 pupils, 20
+# above: synthetic.settings.leaf_floor), so the target ratio compares 20 at 2,000,000 persons
+# with 10 at 235,000; the stage with 20 at 235,000 too gives the growth at equal settings.
+SAME_FLOOR = {"min_leaf": 20}
 
 
 def stage_figures(path: str, settings: dict | None = None) -> dict:
@@ -125,6 +125,7 @@ def stage_figures(path: str, settings: dict | None = None) -> dict:
         "checks": {c.name: c.value for c in gate.checks if not c.name.startswith("fidelity")},
         "attacks": {r.name: r.risk for r in gate.attacks},
         "redrawn": build.context.redrawn,
+        "min_leaf": build.context.settings.min_leaf,
     }
 
 
@@ -152,7 +153,8 @@ def fit_figures(path: str) -> dict:
     from synthetic.cart import CartSynthesizer
     from synthetic.prepare import area_columns, coarsen
 
-    real, schema, settings = pd.read_parquet(path), load_schema(), _default_settings()
+    real, schema = pd.read_parquet(path), load_schema()
+    settings = _default_settings().sized(len(real))
     coarse, info = coarsen(real, schema, settings)
     frame = coarse.drop(columns=area_columns(settings, info))
     out: dict = {}
@@ -228,7 +230,8 @@ def _stage_results(sizes: tuple[int, ...], settings: dict) -> tuple[list[Result]
         t = fig["timings"]
         results.append(
             Result(
-                f"synthesize stage, {persons:,} persons ({fig['pupils']:,} pupils), {label}",
+                f"synthesize stage, {persons:,} persons ({fig['pupils']:,} pupils), {label} "
+                f"(leaf floor {fig['min_leaf']})",
                 fig["seconds"],
                 notes=f"peak {rss:,.0f} MiB; prepare {t['prepare']:.0f} s, fit {t['fit']:.0f} s, "
                 f"sample {t['sample']:.0f} s, gate {t['gate']:.0f} s; CPU {fig['cpu']:.0f} s; "
@@ -245,18 +248,22 @@ def run(quick: bool) -> list[Result]:
     warnings.filterwarnings("ignore")
     small, big = (20_000, 235_000) if quick else (235_000, 2_000_000)
     sizes = (small, big) if quick else (small, big, 1_000_000)  # the targets' figures first
-    results, figures = _stage_results(sizes, SCALE_SETTINGS)
-    defaults, _ = _stage_results((small,), {})
-    results += defaults
-    a, b = figures[small], figures[big]
+    results, figures = _stage_results(sizes, {})
+    same, same_figures = _stage_results((small,), SAME_FLOOR)
+    results += same
+    a, b, c = figures[small], figures[big], same_figures[small]
     results.append(
         Result(
-            f"synthesize stage {big:,} / {small:,} persons, {_label(SCALE_SETTINGS)}",
+            f"synthesize stage {big:,} / {small:,} persons, event defaults "
+            f"(leaf floor {b['min_leaf']} / {a['min_leaf']})",
             b["seconds"],
             baseline=a["seconds"],
             target_ratio=10.0,
             notes=f"rows x{b['pupils'] / a['pupils']:.1f}; CPU ratio {b['cpu'] / a['cpu']:.1f}x; "
-            "gates " + ("all passed" if a["passed"] and b["passed"] else "NOT all passed"),
+            "gates "
+            + ("all passed" if a["passed"] and b["passed"] else "NOT all passed")
+            + f"; at an equal leaf floor ({_label(SAME_FLOOR)} at {small:,}) the ratio is "
+            f"{b['seconds'] / c['seconds']:.1f}x, CPU {b['cpu'] / c['cpu']:.1f}x",
         )
     )
     results.append(

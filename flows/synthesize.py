@@ -74,7 +74,7 @@ def twin_settings(event_dir: EventDir) -> TwinSettings:
         synthesizer=twin.synthesizer,
         seed=event_dir.event.seed,
         epochs=twin.epochs,
-        min_leaf=twin.min_leaf,
+        min_leaf=twin.fixed_min_leaf,
         max_depth=twin.max_depth,
         rows=twin.rows,
         thresholds=Thresholds(**twin.thresholds.model_dump()),
@@ -260,8 +260,8 @@ def failure_message(build: TwinBuild) -> str:
 
 def _remedy(build: TwinBuild) -> str:
     """A privacy check asks for a coarser twin, quality and fidelity for a finer one; for
-    cart the leaf floor moves both (at 2,000,000 persons the default 10 missed disclosure
-    protection by 0.001 and 20 passed every check: docs/scale.md)."""
+    cart the leaf floor moves both (`settings.min_leaf` is the floor the fit used, also when
+    event.yaml left it to hackgap)."""
     settings = build.context.settings
     if settings.synthesizer != "cart":
         return (
@@ -272,8 +272,7 @@ def _remedy(build: TwinBuild) -> str:
     if not all(faithful):
         fixes.append(
             f"for a privacy check raise twin.min_leaf in event.yaml (now {settings.min_leaf}: "
-            "each value is then drawn from more real pupils; docs/scale.md advises 20 above "
-            "1,000,000 persons)"
+            "each value is then drawn from more real pupils; docs/scale.md)"
         )
     if any(faithful):
         fixes.append(
@@ -346,7 +345,7 @@ def run_synthesize(
             workdir=Path(tmp),
             fit_map=tree_map(ev.twin.workers, ev.twin.dask_address),
         )
-        return _release(build, event_dir, store, audit, settings, Path(tmp), say)
+        return _release(build, event_dir, store, audit, Path(tmp), say)
 
 
 def _release(
@@ -354,12 +353,11 @@ def _release(
     event_dir: EventDir,
     store: ObjectStore,
     audit: AuditLog,
-    settings: TwinSettings,
     tmp: Path,
     say: Progress,
 ) -> SynthesizeOutcome:
     """Publish the judged files if every check passed (else raise, publishing nothing)."""
-    ev = event_dir.event
+    ev, settings = event_dir.event, build.context.settings  # the settings the twin was made with
     outcome = SynthesizeOutcome(
         event=ev.name,
         version="",

@@ -374,7 +374,10 @@ class CartSynthesizer:
     def from_settings(
         cls, schema: TableSchema, info: Coarsening, settings: TwinSettings
     ) -> CartSynthesizer:
-        """The synthesizer `twin:` in event.yaml asks for (seed, leaf floor, depth, order)."""
+        """The synthesizer `twin:` in event.yaml asks for (seed, leaf floor, depth, order);
+        an automatic leaf floor must have been fixed for the table (`TwinSettings.sized`)."""
+        if settings.min_leaf is None:
+            raise ValueError("TwinSettings.min_leaf is unset: call settings.sized(rows) first")
         return cls(
             schema,
             info,

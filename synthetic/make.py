@@ -67,6 +67,7 @@ def draw_twin(
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    settings = settings.sized(len(real))
     real = canonical_order(real, schema)
     say("checking and coarsening the linked table")
     ctx = GateContext.build(real, schema, settings, checks, required)

@@ -14,7 +14,7 @@ from synthetic.settings import TwinSettings
 
 
 def _fit(schema, table, **kw) -> tuple[CartSynthesizer, pd.DataFrame]:
-    settings = TwinSettings(**kw)
+    settings = TwinSettings(**kw).sized(len(table))
     coarse, info = coarsen(table, schema, settings)
     frame = coarse.drop(columns=area_columns(settings, info))
     return CartSynthesizer.from_settings(schema, info, settings).fit(frame), frame
@@ -91,7 +91,7 @@ def test_fit_jobs_give_the_same_twin_in_any_order(schema, small_table, fitted):
     def backwards(fn, data, jobs):
         return [fn(data, job) for job in reversed(jobs)][::-1]
 
-    settings = TwinSettings(seed=5)
+    settings = TwinSettings(seed=5).sized(len(small_table))
     _coarse, info = coarsen(small_table, schema, settings)
     again = CartSynthesizer.from_settings(schema, info, settings).fit(frame, backwards)
     assert len(again.plan(frame)[1]) > len(again.order)  # grouped columns: several jobs
@@ -117,7 +117,7 @@ def test_bundled_jobs_cover_every_job_once_and_give_the_same_twin(schema, small_
                 results[i] = fn(data, jobs[i])
         return results
 
-    settings = TwinSettings(seed=5)
+    settings = TwinSettings(seed=5).sized(len(small_table))
     _coarse, info = coarsen(small_table, schema, settings)
     again = CartSynthesizer.from_settings(schema, info, settings).fit(frame, by_bundle)
     cart.rng, again.rng = np.random.default_rng(5), np.random.default_rng(5)
