@@ -188,6 +188,17 @@ class Twin(_Model):
     )
     thresholds: TwinThresholds = Field(default_factory=TwinThresholds)
 
+    @field_validator("min_leaf", mode="before")
+    @classmethod
+    def _leaf_floor(cls, value: Any) -> Any:
+        """One sentence for both ways of setting it (pydantic would give one per union arm)."""
+        if value == "auto" or (type(value) is int and value >= 5):
+            return value
+        raise ValueError(
+            f"{value!r} is not a leaf floor; set it to auto or a whole number of at least 5 "
+            "(each value is drawn from that many real pupils)"
+        )
+
     @property
     def fixed_min_leaf(self) -> int | None:
         """`min_leaf`, or None where it is left to the table's size ("auto")."""

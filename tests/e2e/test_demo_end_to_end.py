@@ -83,6 +83,7 @@ def _codebook_shows_every_challenge_statistic_kept(store: ObjectStore, twin_pref
         assert limit == pytest.approx(tolerance, rel=5e-3), cells
     quality = float(codebook.split("SDMetrics quality ", 1)[1].split()[0])
     assert quality >= 0.9
+    assert "in a leaf of at least 10 people" in codebook  # `min_leaf: auto` on 44,424 pupils
 
 
 def test_demo_runs_end_to_end_and_reruns(demo_dir: Path):

@@ -82,6 +82,19 @@ def test_unknown_synthesizer_lists_the_choices():
     assert "cart" in problem and "gaussian_copula" in problem and "'magic'" in problem
 
 
+def test_leaf_floor_is_auto_unless_a_number_is_set():
+    data = _valid()
+    assert parse_event(data).twin.fixed_min_leaf is None  # the template leaves it to hackgap
+    data["twin"]["min_leaf"] = 20
+    assert parse_event(data).twin.fixed_min_leaf == 20
+    for bad in (3, "big", 12.5, True):
+        data["twin"]["min_leaf"] = bad
+        assert _problems(data) == [
+            f"twin.min_leaf: {bad!r} is not a leaf floor; set it to auto or a whole number of "
+            "at least 5 (each value is drawn from that many real pupils)."
+        ]
+
+
 def test_deadline_before_start():
     data = _valid()
     data["deadline"] = "2020-01-01T00:00"

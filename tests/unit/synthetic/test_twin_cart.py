@@ -10,7 +10,7 @@ import pytest
 from synthetic.cart import CartSynthesizer, _Leaves, bundles, visit_sequence
 from synthetic.errors import TwinError
 from synthetic.prepare import area_columns, coarsen
-from synthetic.settings import TwinSettings
+from synthetic.settings import TwinSettings, leaf_floor
 
 
 def _fit(schema, table, **kw) -> tuple[CartSynthesizer, pd.DataFrame]:
@@ -57,6 +57,17 @@ def test_every_leaf_holds_at_least_min_leaf_real_rows(fitted):
 def test_min_leaf_below_the_floor_is_a_user_error():
     with pytest.raises(TwinError, match=r"twin.min_leaf: must be at least 5"):
         TwinSettings(min_leaf=3)
+
+
+def test_an_unset_leaf_floor_follows_the_table_size():
+    """event.yaml's `min_leaf: auto`: 10 up to 100,000 pupils, 20 above; a set floor is kept,
+    and an unsized one cannot reach a tree."""
+    assert [leaf_floor(n) for n in (44_424, 100_000, 100_001, 376_000)] == [10, 10, 20, 20]
+    assert TwinSettings().sized(376_000).min_leaf == 20
+    assert TwinSettings().sized(3_000).min_leaf == 10
+    assert TwinSettings(min_leaf=7).sized(376_000).min_leaf == 7
+    with pytest.raises(ValueError, match="sized"):
+        CartSynthesizer.from_settings(None, None, TwinSettings())
 
 
 def test_numbers_are_drawn_from_leaf_donors_smoothed_within_the_leaf_range():

@@ -90,3 +90,29 @@ def test_ctgan_is_seeded_too(schema, small_table):
     a, *_ = draw_twin(small_table.head(600), schema, settings)
     b, *_ = draw_twin(small_table.head(600), schema, settings)
     pd.testing.assert_frame_equal(a, b)
+
+
+def _smallest_leaf(fitted) -> int:
+    (stratum,) = fitted.strata
+    sizes = [
+        int(tree.tree_.n_node_samples[tree.tree_.children_left == -1].min())
+        for models in stratum.synthesizer.models.values()
+        for model in models.values()
+        for tree in (model.tree, model.null_tree)
+        if tree is not None
+    ]
+    return min(sizes)
+
+
+def test_the_automatic_leaf_floor_is_the_one_the_trees_and_the_context_use(
+    schema, small_table, monkeypatch
+):
+    """`min_leaf: auto` through draw_twin (what the flow calls): below the size limit leaves
+    of 10 real rows are grown; with the limit below this table's size every leaf holds 20,
+    and the context the remedy and the codebook read names 20."""
+    auto = TwinSettings(seed=5)
+    _twin, fitted, ctx, _rejected, _timings = draw_twin(small_table, schema, auto)
+    assert ctx.settings.min_leaf == 10 and _smallest_leaf(fitted) < 20
+    monkeypatch.setattr("synthetic.settings.LEAF_FLOOR_LIMIT", len(small_table) - 1)
+    _twin, fitted, ctx, _rejected, _timings = draw_twin(small_table, schema, auto)
+    assert ctx.settings.min_leaf == 20 and _smallest_leaf(fitted) >= 20
