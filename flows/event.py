@@ -156,7 +156,7 @@ class Twin(_Model):
     synthesizer: Literal["cart", "gaussian_copula", "ctgan", "tvae", "hma"] = "cart"
     epochs: int = Field(300, ge=1, description="Training epochs for ctgan/tvae.")
     # auto: synthetic.settings.leaf_floor, measured to pass every gate check at 44,424 pupils
-    # (10) and at 189,977 and 376,000 pupils (20), where 10 missed disclosure protection
+    # (10) and at 189,977 and 380,671 pupils (20), where 10 missed disclosure protection
     min_leaf: Annotated[int, Field(ge=5)] | Literal["auto"] = Field(
         "auto",
         description="cart: fewest real rows in a tree leaf; every value is drawn from that many. "

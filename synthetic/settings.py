@@ -10,7 +10,7 @@ SYNTHESIZERS = ("cart", "gaussian_copula", "ctgan", "tvae")
 
 # cart's leaf floor when event.yaml leaves it to hackgap (`min_leaf: auto`), by the pupils in
 # the linked table. Measured (docs/scale.md): on the demo's 44,424 pupils 10 passes every gate
-# check and 20 misses a challenge statistic by 0.002; on 376,000 pupils (2,000,000 persons)
+# check and 20 misses a challenge statistic by 0.002; on 380,671 pupils (2,000,000 persons)
 # 10 misses disclosure protection by 0.001 and 20 passes every check, as it does on 189,977
 # (1,000,000 persons). Larger tables repeat the quasi-identifiers' associations more closely,
 # so above the limit the coarser floor is the safe one.
