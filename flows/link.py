@@ -35,16 +35,16 @@ from flows.objectstore import ObjectStore, sha256_file
 from flows.pipeline import linkage as lk
 from flows.pipeline import report as rp
 from flows.pipeline.audit import AuditLog
+from flows.pipeline.memory import reused_memory
 from flows.pipeline.minimise import needed_persons
 from flows.pipeline.pseudonymise import (
     key_fingerprint,
     load_key,
-    pseudonymise_persons,
-    pseudonymise_school,
+    pseudonymise_sources,
 )
 from flows.pipeline.steps import analysis_table, read_extracts, write_parquet
 
-CODE_VERSION = "link-3"  # bump whenever the same inputs would give different output
+CODE_VERSION = "link-4"  # bump whenever the same inputs would give different output
 SECURE = "secure"
 SOURCES = ("municipal", "cbs", "postcodes", "school")
 OUTPUT_FILES = ("analysis.parquet", "manifest.json", "report.md", "report.html")
@@ -168,6 +168,7 @@ def _column_types(table: pd.DataFrame) -> list[dict[str, str]]:
     ]
 
 
+@reused_memory()  # the stage's large tables reuse freed memory (flows.pipeline.memory)
 def compute_link(
     event_dir: EventDir,
     sources: Mapping[str, Mapping[str, str]],
@@ -190,8 +191,7 @@ def compute_link(
         read["municipal"].frame, read["school"].frame, ev.secure_zone.minimise_margin_years
     )
     say("pseudonymising")
-    persons = pseudonymise_persons(persons, key)
-    school = pseudonymise_school(read["school"].frame, key)
+    persons, school = pseudonymise_sources(persons, read["school"].frame, key)
     del key
     say("linking school records")
     result = lk.link_school(school, persons, settings)

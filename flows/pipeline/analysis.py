@@ -14,7 +14,6 @@ import functools
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -22,6 +21,7 @@ import pyarrow.compute as pc
 import yaml
 
 from flows.pipeline.analysis_sql import analysis_sql
+from flows.pipeline.memory import duckdb_connection
 
 __all__ = ["analysis_sql", "build_analysis_table", "load_schema", "ses_tertiles"]
 
@@ -106,9 +106,9 @@ def build_analysis_table(
     if link_method is None and "link_method" not in school:
         link_method = "exact"
     frames = {"persons": persons, "school": school, "postcodes": postcodes, "cbs": cbs}
-    con = duckdb.connect()
+    con = duckdb_connection()
     try:
-        con.execute(f"SET enable_progress_bar = false; SET threads = {THREADS}")
+        con.execute(f"SET threads = {THREADS}")
         for name, frame in frames.items():
             con.register(name, _arrow(frame, name, with_link_method=link_method is None))
         sql = analysis_sql(

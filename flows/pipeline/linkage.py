@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from flows.pipeline.memory import duckdb_connection
+
 # Link outcomes per school row (column `link_status`).
 EXACT = "exact"
 PROBABILISTIC = "probabilistic"
@@ -116,19 +118,18 @@ def to_dates(values: pd.Series) -> pd.Series:
 
 def unique_persons(persons: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Register rows with one row per person number (first kept); also the duplicates dropped."""
-    keys = pa.table({"k": _arrow_keys(persons["bsn"])})
-    if len(persons) and _duck("SELECT count(k) = count(DISTINCT k) FROM t", t=keys)[0]:
+    keys = pa.table({"k": arrow_keys(persons["bsn"])})
+    if len(persons) and duck_column("SELECT count(k) = count(DISTINCT k) FROM t", t=keys)[0]:
         dup = np.zeros(len(persons), dtype=bool)  # the usual case, counted in parallel
     else:
         dup = (persons["bsn"].notna() & persons["bsn"].duplicated(keep="first")).to_numpy()
     return persons[~dup], int(dup.sum())
 
 
-def _duck(sql: str, **tables: pa.Table) -> np.ndarray:
+def duck_column(sql: str, **tables: pa.Table) -> np.ndarray:
     """The first column of a DuckDB query over Arrow tables, as numpy (keys stay in memory)."""
-    con = duckdb.connect()
+    con = duckdb_connection()
     try:
-        con.execute("SET enable_progress_bar = false")
         for name, table in tables.items():
             con.register(name, table)
         return con.sql(sql).to_arrow_table().column(0).to_numpy()
@@ -136,7 +137,7 @@ def _duck(sql: str, **tables: pa.Table) -> np.ndarray:
         con.close()
 
 
-def _arrow_keys(values: pd.Series) -> pa.ChunkedArray | pa.Array:
+def arrow_keys(values: pd.Series) -> pa.ChunkedArray | pa.Array:
     """The Arrow strings behind a key column (zero-copy for string[pyarrow])."""
     arr = pa.array(values, from_pandas=True)
     return arr if pa.types.is_large_string(arr.type) else arr.cast(pa.large_string())
@@ -151,9 +152,9 @@ def key_isin(values: pd.Series, keys: pd.Series) -> np.ndarray:
     out = np.zeros(len(values), dtype=bool)
     if len(values) == 0 or not keys.notna().any():
         return out
-    q = pa.table({"k": _arrow_keys(values), "j": pa.array(np.arange(len(values)))})
-    p = pa.table({"k": _arrow_keys(keys)})
-    out[_duck("SELECT j FROM q WHERE k IN (SELECT k FROM p)", q=q, p=p)] = True
+    q = pa.table({"k": arrow_keys(values), "j": pa.array(np.arange(len(values)))})
+    p = pa.table({"k": arrow_keys(keys)})
+    out[duck_column("SELECT j FROM q WHERE k IN (SELECT k FROM p)", q=q, p=p)] = True
     return out
 
 
@@ -267,8 +268,7 @@ def _settings(n_candidates: int):
 
 
 def _connect(settings: LinkSettings) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
+    con = duckdb_connection()
     con.execute(f"SET threads = {int(settings.threads)}")
     return con
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from flows.pipeline.linkage import key_isin, to_dates
+from flows.pipeline.linkage import arrow_keys, duck_column, to_dates
 
 DAYS_PER_YEAR = 365.25
 PARENT_KEYS = ("bsn_ouder1", "bsn_ouder2")
@@ -27,22 +29,40 @@ def birth_window(dates: pd.Series, margin_years: float) -> tuple[pd.Timestamp, p
     return dates.min() - margin, dates.max() + margin
 
 
+def _keep_sql(parents: list[str]) -> str:
+    """Row numbers j of the register r kept: in the window (w) or a pupil's number (in s),
+    and those whose number such a person names as a parent (may repeat a row)."""
+    named = " UNION ALL ".join(f"SELECT {c} FROM pupil_or_cohort" for c in parents)
+    parent_rows = f" UNION ALL SELECT j FROM r WHERE b IN ({named})" if parents else ""
+    return (
+        "WITH pupil_or_cohort AS MATERIALIZED ("
+        f"SELECT {', '.join(['j', *parents])} FROM r WHERE w OR b IN (SELECT b FROM s)) "
+        f"SELECT j FROM pupil_or_cohort{parent_rows}"
+    )
+
+
 def needed_persons(
     persons: pd.DataFrame, school: pd.DataFrame, margin_years: float
 ) -> tuple[pd.DataFrame, int]:
     """The register rows the analysis needs (see the module docstring) and how many were not.
 
-    A school file without any birth date gives no range: then nobody is dropped.
+    A school file without any birth date gives no range: then nobody is dropped. One
+    DuckDB query picks the rows (the numbers are matched as text, missing ones never).
     """
-    pdob = to_dates(persons["geboortedatum"])
     lo, hi = birth_window(to_dates(school["geboortedatum"]), margin_years)
     if pd.isna(lo) or pd.isna(hi):
         return persons, 0
-    keep = pdob.between(lo, hi).to_numpy()
-    if "bsn" in school.columns and school["bsn"].notna().any():
-        keep |= key_isin(persons["bsn"], school["bsn"].dropna())
-    parents = [persons.loc[keep, c].dropna() for c in PARENT_KEYS if c in persons.columns]
-    if parents:
-        keep |= key_isin(persons["bsn"], pd.concat(parents, ignore_index=True))
+    parents = [c for c in PARENT_KEYS if c in persons.columns]
+    register = pa.table(
+        {
+            "j": np.arange(len(persons)),
+            "w": to_dates(persons["geboortedatum"]).between(lo, hi).to_numpy(),
+            "b": arrow_keys(persons["bsn"]),
+            **{c: arrow_keys(persons[c]) for c in parents},
+        }
+    )
+    pupils = school["bsn"] if "bsn" in school.columns else pd.Series([], dtype="string")
+    keep = np.zeros(len(persons), dtype=bool)
+    keep[duck_column(_keep_sql(parents), r=register, s=pa.table({"b": arrow_keys(pupils)}))] = True
     dropped = int(len(persons) - keep.sum())
     return (persons if dropped == 0 else persons[keep].reset_index(drop=True)), dropped

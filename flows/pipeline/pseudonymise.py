@@ -14,14 +14,16 @@ import hashlib
 import hmac
 import os
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from flows.pipeline.memory import duckdb_connection
 
 if TYPE_CHECKING:  # only a type here: importing the event model (pydantic) is slow
     from flows.event import SecureZone
@@ -161,10 +163,10 @@ def _hash(src: pa.Table, key: bytes) -> pa.Table:
         f'sha256($1::BLOB || unhex(sha256($2::BLOB || encode({_normalised(src, c)})))) AS "{c}"'
         for c in src.column_names
     )
-    con = duckdb.connect()
+    con = duckdb_connection()
     try:
         # strings leave as large_string, what pandas' Arrow strings hold (no cast, no copy)
-        con.execute("SET enable_progress_bar = false; SET arrow_large_buffer_size = true")
+        con.execute("SET arrow_large_buffer_size = true")
         con.execute("SET preserve_insertion_order = true")
         con.register("src", src)
         return con.sql(f"SELECT {exprs} FROM src", params=[outer, inner]).to_arrow_table()
@@ -198,6 +200,17 @@ def pseudonymise_persons(persons: pd.DataFrame, key: bytes) -> pd.DataFrame:
 def pseudonymise_school(school: pd.DataFrame, key: bytes) -> pd.DataFrame:
     """School records with the pupil's person number hashed with the same key."""
     return pseudonymise_columns(school, ("bsn",), key, repeated=True)
+
+
+def pseudonymise_sources(
+    persons: pd.DataFrame, school: pd.DataFrame, key: bytes
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`pseudonymise_persons` and `pseudonymise_school` side by side in two threads: each
+    one's single-threaded Arrow work (the checks, the school's distinct values) overlaps
+    the other's hashing in DuckDB."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        hashed_school = pool.submit(pseudonymise_school, school, key)
+        return pseudonymise_persons(persons, key), hashed_school.result()
 
 
 def generalise(table: pd.DataFrame, schema_columns: Iterable[str]) -> pd.DataFrame:

@@ -83,9 +83,13 @@ def analysis_table(
 
 
 def write_parquet(table: pd.DataFrame, dest: Path) -> str:
-    """Write deterministically (fixed settings, no index) via a temporary name; sha256."""
+    """Write deterministically (fixed settings, no index) via a temporary name; sha256.
+
+    zstd level 1: on the analysis table both faster and smaller than level 3 (measured at
+    2,000,000 persons: 0.22-0.26 s and 13.9 MB against 0.32-0.36 s and 14.6 MB).
+    """
     tmp = dest.with_name(f".{dest.name}.part")
     arrow = pa.Table.from_pandas(table, preserve_index=False)
-    pq.write_table(arrow, tmp, compression="zstd", compression_level=3, use_dictionary=True)
+    pq.write_table(arrow, tmp, compression="zstd", compression_level=1, use_dictionary=True)
     tmp.replace(dest)
     return sha256_file(dest)

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from flows.pipeline.detect import Layout
 from flows.pipeline.errors import SourceError
+from flows.pipeline.memory import duckdb_connection
 from flows.pipeline.readers.table import CsvChunks, FastPathDeclined
 from flows.pipeline.schemas import Field, FrameSpec, one_of, sql_literal, to_pandas
 
@@ -243,10 +244,10 @@ def _query(
     encoding: str | None,
 ) -> pa.Table | None:
     """Run `canonical_sql` over DuckDB's CSV reader (`encoding`) or Arrow's (None)."""
-    con = duckdb.connect()
+    con = duckdb_connection()
     try:
         # strings leave as large_string, what pandas' Arrow strings hold (no cast, no copy)
-        con.execute("SET enable_progress_bar = false; SET arrow_large_buffer_size = true")
+        con.execute("SET arrow_large_buffer_size = true")
         con.execute("SET preserve_insertion_order = true")
         if encoding is not None:
             source = _csv_scan(chunks.path, chunks.layout, encoding)
@@ -278,10 +279,10 @@ def _frame(table: pa.Table, spec: FrameSpec, index: pd.Index) -> pd.DataFrame | 
 def convert_texts(texts: pd.DataFrame, spec: FrameSpec) -> pd.DataFrame | None:
     """The canonical frame of a frame of stripped texts named as `spec` (a chunk that a
     reader has already scoped), same index; None if any value breaks a rule."""
-    con = duckdb.connect()
+    con = duckdb_connection()
     try:
         # strings leave as large_string, what pandas' Arrow strings hold (no cast, no copy)
-        con.execute("SET enable_progress_bar = false; SET arrow_large_buffer_size = true")
+        con.execute("SET arrow_large_buffer_size = true")
         con.execute("SET preserve_insertion_order = true")
         con.register("texts", pa.Table.from_pandas(texts[spec.names], preserve_index=False))
         sql = canonical_sql("texts", spec, {name: name for name in spec.names})

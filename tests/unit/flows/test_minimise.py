@@ -95,6 +95,21 @@ def test_a_person_number_in_the_school_data_is_always_kept():
     assert elder["geboortedatum"].year < 1950
 
 
+def test_school_data_without_person_numbers_or_register_without_parents():
+    """A DUO delivery without a bsn column keeps the window and the parents it names; a
+    register without parent columns keeps the window alone."""
+    persons, school = _register()
+    with_numbers, dropped = needed_persons(persons, school, margin_years=1.0)
+    kept, dropped_too = needed_persons(persons, school.drop(columns="bsn"), margin_years=1.0)
+    pd.testing.assert_frame_equal(kept, with_numbers)  # every pupil is in the window here
+    assert dropped_too == dropped
+    orphans, dropped_orphans = needed_persons(
+        persons.drop(columns=["bsn_ouder1", "bsn_ouder2"]), school, margin_years=1.0
+    )
+    assert set(orphans["bsn"]) == {b for b in persons["bsn"] if b[0] == "c"}
+    assert dropped_orphans == len(persons) - len(orphans)
+
+
 def test_school_data_without_birth_dates_drops_nobody():
     persons, school = _register()
     school["geboortedatum"] = pd.NaT
