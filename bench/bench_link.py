@@ -64,11 +64,10 @@ def lap(name):
     global t
     now = time.perf_counter(); steps[name] = now - t; t = now
 from pathlib import Path
-from flows.pipeline.steps import analysis_table, read_extracts, write_parquet
+from flows.pipeline.steps import (analysis_table, minimise_and_pseudonymise, read_extracts,
+                                  write_parquet)
 from flows.pipeline import linkage as lk
 from flows.pipeline.memory import reused_memory
-from flows.pipeline.minimise import needed_persons
-from flows.pipeline.pseudonymise import pseudonymise_sources
 lap("imports")
 d = Path({src!r})
 key = os.environ["HACKGAP_BENCH_KEY"].encode()
@@ -77,10 +76,8 @@ files = dict(municipal="brp_personen.csv", cbs="kwb_2023_statline.csv",
 with reused_memory():  # as compute_link
     read = read_extracts({{w: d / f for w, f in files.items()}}, municipality="GM0014", year=2023)
     lap("read")
-    persons, not_needed = needed_persons(read["municipal"].frame, read["school"].frame, 1.0)
-    lap("minimise")
-    persons, school = pseudonymise_sources(persons, read["school"].frame, key)
-    lap("pseudonymise")
+    persons, school, not_needed = minimise_and_pseudonymise(read, key, 1.0)
+    lap("minimise+pseudonymise")
 {link}
     table = analysis_table(persons, school, read)
     lap("analysis")

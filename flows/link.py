@@ -36,13 +36,13 @@ from flows.pipeline import linkage as lk
 from flows.pipeline import report as rp
 from flows.pipeline.audit import AuditLog
 from flows.pipeline.memory import reused_memory
-from flows.pipeline.minimise import needed_persons
-from flows.pipeline.pseudonymise import (
-    key_fingerprint,
-    load_key,
-    pseudonymise_sources,
+from flows.pipeline.pseudonymise import key_fingerprint, load_key
+from flows.pipeline.steps import (
+    analysis_table,
+    minimise_and_pseudonymise,
+    read_extracts,
+    write_parquet,
 )
-from flows.pipeline.steps import analysis_table, read_extracts, write_parquet
 
 CODE_VERSION = "link-4"  # bump whenever the same inputs would give different output
 SECURE = "secure"
@@ -186,12 +186,10 @@ def compute_link(
     say("reading sources")
     paths = {w: s["path"] for w, s in sources.items()}
     read = read_extracts(paths, ev.sources, municipality=ev.municipality, year=ev.data_year)
-    say("keeping only the register persons the analysis needs")
-    persons, not_needed = needed_persons(
-        read["municipal"].frame, read["school"].frame, ev.secure_zone.minimise_margin_years
+    say("keeping only the register persons the analysis needs, and pseudonymising")
+    persons, school, not_needed = minimise_and_pseudonymise(
+        read, key, ev.secure_zone.minimise_margin_years
     )
-    say("pseudonymising")
-    persons, school = pseudonymise_sources(persons, read["school"].frame, key)
     del key
     say("linking school records")
     result = lk.link_school(school, persons, settings)

@@ -4,12 +4,13 @@ The link stage makes and drops tables of millions of rows step after step. By de
 numpy asks the kernel for 2 MiB pages for every array over 4 MiB, Arrow's allocator
 returns freed memory to the kernel at once, and DuckDB flushes its allocator after any
 task that used more than 128 MiB. So each step's new arrays arrive as fresh pages that
-the kernel must zero first: at 2,000,000 persons the kernel spent about a quarter of the
-stage's CPU time clearing pages (perf: clear_page_erms under huge-page faults).
+the kernel must zero first: at 2,000,000 persons a quarter of the exact path's CPU time
+was the kernel's, half of it clearing pages (perf: clear_page_erms under huge-page
+faults). Measured in docs/scale.md ("Stop 24").
 
 `reused_memory()` turns the first two off for the stage and back on after it; DuckDB's
-threshold is a setting of each connection (`duckdb_connection`). The tables and their
-peak size stay the same; only where freed memory goes changes.
+threshold is a setting of each connection (`duckdb_connection`). The tables stay the
+same; only where freed memory goes changes.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from contextlib import contextmanager
 
 import duckdb
 
-# Above the stage's own peak (about 3.2 GiB at 2,000,000 persons): DuckDB never flushes
-# its allocator mid-stage; memory goes back when a connection closes.
+# Above the stage's own peak (2.7-2.8 GiB at 2,000,000 persons): DuckDB never flushes its
+# allocator mid-stage; memory goes back when a connection closes.
 DUCKDB_FLUSH_THRESHOLD = "8GiB"
 
 

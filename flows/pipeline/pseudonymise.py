@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import os
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -200,17 +199,6 @@ def pseudonymise_persons(persons: pd.DataFrame, key: bytes) -> pd.DataFrame:
 def pseudonymise_school(school: pd.DataFrame, key: bytes) -> pd.DataFrame:
     """School records with the pupil's person number hashed with the same key."""
     return pseudonymise_columns(school, ("bsn",), key, repeated=True)
-
-
-def pseudonymise_sources(
-    persons: pd.DataFrame, school: pd.DataFrame, key: bytes
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`pseudonymise_persons` and `pseudonymise_school` side by side in two threads: each
-    one's single-threaded Arrow work (the checks, the school's distinct values) overlaps
-    the other's hashing in DuckDB."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        hashed_school = pool.submit(pseudonymise_school, school, key)
-        return pseudonymise_persons(persons, key), hashed_school.result()
 
 
 def generalise(table: pd.DataFrame, schema_columns: Iterable[str]) -> pd.DataFrame:

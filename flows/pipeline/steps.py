@@ -17,7 +17,13 @@ import pyarrow.parquet as pq
 
 from flows.digest import sha256_file
 from flows.pipeline.analysis import build_analysis_table, load_schema
-from flows.pipeline.pseudonymise import DIRECT_IDENTIFIERS, generalise
+from flows.pipeline.minimise import needed_persons
+from flows.pipeline.pseudonymise import (
+    DIRECT_IDENTIFIERS,
+    generalise,
+    pseudonymise_persons,
+    pseudonymise_school,
+)
 
 # Register columns the link never uses, so never read: the direct identifiers, and the
 # household income in euros (the analysis uses its national decile).
@@ -68,6 +74,24 @@ def read_extracts(
             for future in started.values():
                 future.cancel()
             raise
+
+
+def minimise_and_pseudonymise(
+    read: Mapping[str, Any], key: bytes, margin_years: float
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """The register persons the analysis needs and the school rows, both pseudonymised,
+    and how many register persons were not needed (`minimise.needed_persons`).
+
+    The school rows are hashed in a second thread from the start, beside the minimisation
+    and the register's hashing: each side's single-threaded work (the row filter, the
+    checks, the school's distinct values) fills the core the other leaves idle.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        school = pool.submit(pseudonymise_school, read["school"].frame, key)
+        persons, not_needed = needed_persons(
+            read["municipal"].frame, read["school"].frame, margin_years
+        )
+        return pseudonymise_persons(persons, key), school.result(), not_needed
 
 
 def analysis_table(

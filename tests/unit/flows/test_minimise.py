@@ -3,12 +3,16 @@ reach pseudonymisation; a pupil whose DUO birth date has a typo is still linked.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from flows.pipeline import linkage as lk
 from flows.pipeline.minimise import needed_persons
+from flows.pipeline.pseudonymise import PERSON_KEYS, pseudonymise_persons, pseudonymise_school
+from flows.pipeline.steps import minimise_and_pseudonymise
 
 TYPO_PUPIL = "c00000"  # the oldest child: its DUO birth date has day and month swapped
 
@@ -108,6 +112,22 @@ def test_school_data_without_person_numbers_or_register_without_parents():
     )
     assert set(orphans["bsn"]) == {b for b in persons["bsn"] if b[0] == "c"}
     assert dropped_orphans == len(persons) - len(orphans)
+
+
+def test_minimised_and_pseudonymised_side_by_side_as_one_after_the_other():
+    """The link stage's step (school hashed in a second thread) gives exactly what the
+    three functions give one after the other, and no raw number survives it."""
+    persons, school = _register()
+    key = b"k" * 32
+    read = {"municipal": SimpleNamespace(frame=persons), "school": SimpleNamespace(frame=school)}
+    hashed_persons, hashed_school, not_needed = minimise_and_pseudonymise(read, key, 1.0)
+    kept, dropped = needed_persons(persons, school, margin_years=1.0)
+    pd.testing.assert_frame_equal(hashed_persons, pseudonymise_persons(kept, key))
+    pd.testing.assert_frame_equal(hashed_school, pseudonymise_school(school, key))
+    assert not_needed == dropped == 500 + 267
+    raw = set(persons["bsn"])
+    for frame, cols in ((hashed_persons, PERSON_KEYS), (hashed_school, ("bsn",))):
+        assert not raw & set(frame[list(cols)].stack().dropna())
 
 
 def test_school_data_without_birth_dates_drops_nobody():

@@ -20,7 +20,6 @@ from flows.pipeline.pseudonymise import (
     pseudonymise_columns,
     pseudonymise_persons,
     pseudonymise_school,
-    pseudonymise_sources,
 )
 
 KEY = b"0123456789abcdef0123456789abcdef-test"
@@ -116,23 +115,6 @@ def test_school_numbers_hash_to_the_register_pseudonym():
     school = pseudonymise_school(pd.DataFrame({"bsn": ["111111110", None]}), KEY)
     assert school.loc[0, "bsn"] == persons.loc[0, "bsn"]
     assert pd.isna(school.loc[1, "bsn"])
-
-
-def test_both_sources_side_by_side_give_what_each_gives_alone():
-    persons = pd.DataFrame(
-        {
-            "bsn": [f"{i:09d}" for i in range(1, 2001)],
-            "voornamen": "Anna",
-            "bsn_ouder1": [f"{i // 2 + 1:09d}" if i % 3 else None for i in range(2000)],
-            "bsn_ouder2": None,
-        }
-    )
-    school = pd.DataFrame({"bsn": [f"{i % 1500 + 1:09d}" if i % 7 else None for i in range(4000)]})
-    together, hashed_school = pseudonymise_sources(persons, school, KEY)
-    pd.testing.assert_frame_equal(together, pseudonymise_persons(persons, KEY))
-    pd.testing.assert_frame_equal(hashed_school, pseudonymise_school(school, KEY))
-    assert "voornamen" not in together.columns
-    assert hashed_school.loc[1, "bsn"] == together.loc[1, "bsn"] == hmac_hex("000000002", KEY)
 
 
 def test_generalise_keeps_schema_columns_only_and_refuses_identifiers():
