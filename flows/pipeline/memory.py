@@ -38,7 +38,9 @@ def duckdb_connection() -> duckdb.DuckDBPyConnection:
 @contextmanager
 def reused_memory() -> Iterator[None]:
     """Within: numpy uses normal pages and Arrow allocates from jemalloc without giving
-    freed memory back; after: both as they were, and the memory jemalloc kept returned."""
+    freed memory back; after: numpy's pages and Arrow's default pool as they were, and
+    the memory jemalloc kept returned (jemalloc's own purging stays off: nothing else
+    allocates from it)."""
     import numpy as np
     import pyarrow as pa
 
