@@ -167,29 +167,32 @@ def _check_scheduler(address: str) -> None:
         ) from None
 
 
-# tasks per worker thread. Measured at 1M persons on 2 workers, paired runs: 1 bundle each
-# 1.41-1.50x, 2 each 1.29-1.37x, one task per job 1.31-1.46x (each task run costs 0.2-0.5 s)
-BUNDLES_PER_WORKER = 1
+# a fit task that finds no job and no end marker for this long gives up (its jobs are then
+# fitted again): only a queue the scheduler lost, never a busy fit, waits this long
+QUEUE_PATIENCE = 300
+_DONE = -1  # the end marker: one per fit task, after the last job
 
 
 def _fit_trees_flow(fn: Callable, data: Any, jobs: list, workers: int, address: str | None):
-    """A Prefect flow on a DaskTaskRunner with one task per bundle of fit jobs.
+    """A Prefect flow on a DaskTaskRunner with one task per worker thread.
 
-    A task run costs 0.2-0.5 s of Prefect bookkeeping (29 one-job tasks doing nothing took 9 s
-    on one worker), so the jobs go out as `BUNDLES_PER_WORKER` bundles per worker thread, of
-    similar estimated cost (rows x predictors: a tree's real cost differs from that by up to
-    4x either way, which is what a 2-worker fit loses to imbalance). The real predictors are
-    scattered to every worker once (a Dask future the tasks receive), not sent per task; the
-    frame is a closure, never a flow parameter (Prefect would record parameters), and no
-    result is persisted (the fitted trees hold real leaf values: secure zone, memory only)."""
+    The tasks take the jobs one at a time from a Dask queue, largest first, so a worker
+    that finishes early takes the next job: a tree's real cost differs from its estimate
+    (rows x predictors) by up to 4x either way, and fixed bundles left one of 2 workers idle
+    for about 1 s of a 7 s fit at 1,000,000 persons. A task run costs 0.2-0.5 s of Prefect
+    bookkeeping, so there is one per worker, not one per job. Jobs a lost worker took are
+    fitted again. The real predictors are scattered to every worker once (a Dask future the
+    tasks receive), not sent per task; the frame is a closure, never a flow parameter
+    (Prefect would record parameters), and no result is persisted (the fitted trees hold
+    real leaf values: secure zone, memory only)."""
     import logging
 
-    from prefect import flow, task, unmapped
+    from distributed import Queue
+    from prefect import flow, task
     from prefect.cache_policies import NONE
     from prefect.context import FlowRunContext
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect_dask import DaskTaskRunner
-
-    from synthetic.cart import bundles
 
     if address:
         runner = DaskTaskRunner(address=address)
@@ -209,23 +212,55 @@ def _fit_trees_flow(fn: Callable, data: Any, jobs: list, workers: int, address: 
     box = {"data": data}
 
     @task(name="fit-trees", cache_policy=NONE, persist_result=False)
-    def fit_trees_task(shared: Any, bundle: list) -> list:
-        return [fn(shared, job) for job in bundle]
+    def fit_trees_task(shared: Any, queue: str) -> dict[int, Any]:
+        return {i: fn(shared, jobs[i]) for i in _taken(queue)}
 
     @flow(name="fit-twin-trees", task_runner=runner, log_prints=False, persist_result=False)
     def fit_trees() -> list:
         client = FlowRunContext.get().task_runner.client
-        threads = max(1, sum(client.nthreads().values()))
-        parts = bundles(jobs, BUNDLES_PER_WORKER * threads)
+        tasks = max(1, sum(client.nthreads().values()))
         shared = client.scatter(box.pop("data"), broadcast=True, hash=False)
-        futures = fit_trees_task.map(unmapped(shared), [[jobs[i] for i in p] for p in parts])
+        queue = Queue(client=client)
         results: list = [None] * len(jobs)
-        for part, future in zip(parts, futures, strict=True):
-            for i, models in zip(part, future.result(), strict=True):
-                results[i] = models
+        todo = list(range(len(jobs)))  # jobs come largest first (CartSynthesizer.plan)
+        try:
+            while todo:
+                for i in [*todo, *[_DONE] * tasks]:
+                    queue.put(i)
+                futures = [fit_trees_task.submit(shared, queue.name) for _ in range(tasks)]
+                for future in futures:
+                    for i, models in future.result().items():
+                        results[i] = models
+                todo = [i for i, models in enumerate(results) if models is None]
+        finally:
+            queue.close()
         return results
 
-    return fit_trees
+    def run() -> list:
+        # a flow run's heartbeat thread sleeps in 1 s steps and is joined when the run ends,
+        # which added 0-1 s to every fit; the stage's own flow run keeps its heartbeat
+        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            return fit_trees()
+
+    return run
+
+
+def _taken(name: str) -> Iterator[int]:
+    """The job numbers a fit task takes from the Dask queue `name`, until an end marker."""
+    from distributed import Queue
+
+    queue = Queue(name)  # through the worker's client
+    try:
+        while True:
+            try:
+                i = queue.get(timeout=QUEUE_PATIENCE)
+            except TimeoutError:
+                return
+            if i == _DONE:
+                return
+            yield i
+    finally:
+        queue.close()
 
 
 def challenge_checks(event_dir: EventDir) -> tuple[dict[str, tuple], dict[str, tuple]]:

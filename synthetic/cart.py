@@ -345,12 +345,6 @@ def run_here(fn, data: FitData, jobs: Sequence[FitJob]) -> list:
     return [fn(data, job) for job in jobs]
 
 
-def bundles(jobs: Sequence[FitJob], parts: int) -> list[list[int]]:
-    """Job indices in at most `parts` bundles of similar estimated cost: a runner that pays a
-    fixed price per task (a Prefect task run) sends a few bundles instead of every job."""
-    return _batches(list(range(len(jobs))), [j.cost for j in jobs], parts)
-
-
 def _batches(keys: list, rows: list[float], parts: int) -> list[list[int]]:
     """Split group indices into at most `parts` batches of similar row counts (largest first)."""
     bins: list[list[int]] = [[] for _ in range(min(parts, len(keys)))]

@@ -224,3 +224,49 @@ def test_the_cluster_twin_workers_starts_runs_lean_workers(prefect_server, monke
     # the nannies wrote Dask's worker settings (OMP_NUM_THREADS=1, ...) into this process's
     # environment; the flow's later subprocesses must not run single-threaded because of it
     assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "2"
+
+
+def _timed_job(_data, job):
+    """A stand-in fit: a long job, or a short one; dies once on 'dies' (its worker is lost)."""
+    import os
+    import time
+
+    marker = Path(os.environ.get("HACKGAP_TEST_DIED", "/nonexistent/died"))
+    if job.column == "dies" and not marker.exists():
+        marker.write_text("the first worker to take this job exits")
+        os._exit(1)
+    time.sleep(6.0 if job.column == "long" else 0.2)
+    return job.column, os.getpid()
+
+
+def _stand_in_jobs(columns: list[str]):
+    from synthetic.cart import FitJob
+
+    # equal estimates: fixed bundles of equal estimated cost would split them 3 and 3
+    return [
+        FitJob(column=c, kind="numerical", levels=(), width=0, cats=(), cost=1.0) for c in columns
+    ]
+
+
+def test_a_free_worker_takes_the_next_job_instead_of_waiting_on_an_estimate(prefect_server):
+    """The jobs go out one at a time from a queue: while one worker fits the long job, the
+    other fits all the short ones, though every job was estimated alike."""
+    from flows.synthesize import tree_map
+
+    jobs = _stand_in_jobs(["long", "a", "b", "c", "d", "e"])
+    seen = dict(tree_map(2)(_timed_job, np.zeros(1), jobs))
+    assert list(seen) == ["long", "a", "b", "c", "d", "e"]  # results in job order
+    short = {seen[c] for c in "abcde"}
+    assert seen["long"] not in short and len(short) == 1
+
+
+def test_a_job_whose_worker_is_lost_is_fitted_again(tmp_path, prefect_server, monkeypatch):
+    """A worker process that exits in the middle of a job loses no tree: the job is fitted
+    again once the others are done, and every job's result comes back once, in order."""
+    from flows.synthesize import tree_map
+
+    monkeypatch.setenv("HACKGAP_TEST_DIED", str(tmp_path / "died"))  # workers inherit it
+    jobs = _stand_in_jobs(["dies", "a", "b", "c"])
+    seen = tree_map(2)(_timed_job, np.zeros(1), jobs)
+    assert (tmp_path / "died").exists()  # a worker did exit on it
+    assert [column for column, _pid in seen] == ["dies", "a", "b", "c"]

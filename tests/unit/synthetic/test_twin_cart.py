@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthetic.cart import CartSynthesizer, _Leaves, bundles, visit_sequence
+from synthetic.cart import CartSynthesizer, _Leaves, visit_sequence
 from synthetic.errors import TwinError
 from synthetic.prepare import area_columns, coarsen
 from synthetic.settings import TwinSettings, leaf_floor
@@ -108,32 +108,6 @@ def test_fit_jobs_give_the_same_twin_in_any_order(schema, small_table, fitted):
     assert len(again.plan(frame)[1]) > len(again.order)  # grouped columns: several jobs
     cart.rng, again.rng = np.random.default_rng(5), np.random.default_rng(5)  # same stream
     pd.testing.assert_frame_equal(again.sample(500), cart.sample(500))
-
-
-def test_bundled_jobs_cover_every_job_once_and_give_the_same_twin(schema, small_table, fitted):
-    """A runner paying per task sends a few bundles (flows/synthesize.py: 2 per worker): each
-    job lands in exactly one bundle, the bundles' estimated costs are close, and bundles run
-    last-first give the same rows."""
-    cart, frame = fitted
-    _data, jobs = cart.plan(frame)
-    parts = bundles(jobs, 4)
-    assert len(parts) == 4 and sorted(i for p in parts for i in p) == list(range(len(jobs)))
-    costs = [sum(jobs[i].cost for i in p) for p in parts]
-    assert max(costs) - min(costs) <= max(j.cost for j in jobs), costs
-
-    def by_bundle(fn, data, jobs):
-        results = [None] * len(jobs)
-        for part in reversed(bundles(jobs, 4)):
-            for i in part:
-                results[i] = fn(data, jobs[i])
-        return results
-
-    settings = TwinSettings(seed=5).sized(len(small_table))
-    _coarse, info = coarsen(small_table, schema, settings)
-    again = CartSynthesizer.from_settings(schema, info, settings).fit(frame, by_bundle)
-    cart.rng, again.rng = np.random.default_rng(5), np.random.default_rng(5)
-    pd.testing.assert_frame_equal(again.sample(500), cart.sample(500))
-    assert len(bundles(jobs, 100)) == len(jobs)  # never more bundles than jobs
 
 
 def test_a_school_is_drawn_within_the_wijk_and_rare_classes_from_leaf_donors(schema, small_table):
