@@ -221,7 +221,7 @@ def _fit_trees_flow(fn: Callable, data: Any, jobs: list, workers: int, address: 
         tasks = max(1, sum(client.nthreads().values()))
         shared = client.scatter(box.pop("data"), broadcast=True, hash=False)
         queue = Queue(client=client)
-        results: list = [None] * len(jobs)
+        results: dict[int, Any] = {}
         todo = list(range(len(jobs)))  # jobs come largest first (CartSynthesizer.plan)
         try:
             while todo:
@@ -229,12 +229,17 @@ def _fit_trees_flow(fn: Callable, data: Any, jobs: list, workers: int, address: 
                     queue.put(i)
                 futures = [fit_trees_task.submit(shared, queue.name) for _ in range(tasks)]
                 for future in futures:
-                    for i, models in future.result().items():
-                        results[i] = models
-                todo = [i for i, models in enumerate(results) if models is None]
+                    results.update(future.result())
+                if not any(i in results for i in todo):  # every task gave up: no progress
+                    raise TwinError(
+                        f"the Dask scheduler lost the fit's job queue ({len(todo)} of "
+                        f"{len(jobs)} trees unfitted); restart it, or remove "
+                        "twin.dask_address / set twin.workers: 1 to fit on this machine."
+                    )
+                todo = [i for i in todo if i not in results]
         finally:
             queue.close()
-        return results
+        return [results[i] for i in range(len(jobs))]
 
     def run() -> list:
         # a flow run's heartbeat thread sleeps in 1 s steps and is joined when the run ends,
